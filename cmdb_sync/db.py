@@ -1,0 +1,79 @@
+"""Engine, sessions, and the one dialect-aware upsert every projection writes through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """An engine configured for concurrent writers on either database.
+
+    SQLite gets WAL (readers never wait for the writer), a busy timeout (writers queue instead of
+    failing), and ``BEGIN IMMEDIATE`` so a transaction takes the write lock up front rather than
+    failing to upgrade a read lock halfway, which is how two writers deadlock in SQLite.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def upsert(
+    session: Session,
+    table: Table,
+    values: Mapping[str, Any],
+    *,
+    conflict: Iterable[str],
+    update: Iterable[str] | None = None,
+    where: Callable[[Any], ColumnElement[bool]] | None = None,
+    returning: ColumnElement[Any] | None = None,
+) -> Any:
+    """``INSERT ... ON CONFLICT (conflict) DO UPDATE SET update ... WHERE where [RETURNING]``.
+
+    With ``update=None`` it is ``DO NOTHING``. ``where`` receives the ``excluded`` row (the one
+    proposed) and returns the condition under which the held row is overwritten. Returns the ``returning`` value of the inserted or
+    updated row, or None when the conflict left the row alone (the guard said no). This is atomic
+    under concurrent writers on both databases: no read happens before the write.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(table).values(**values)
+    if update is None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+    else:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(conflict),
+            set_={name: stmt.excluded[name] for name in update},
+            where=where(stmt.excluded) if where is not None else None,
+        )
+    if returning is None:
+        session.execute(stmt)
+        return None
+    return session.execute(stmt.returning(returning)).scalar_one_or_none()

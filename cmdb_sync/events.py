@@ -1,0 +1,301 @@
+"""The delivery envelope and the attributes of each object kind, as AppStack sends them.
+
+Two layers on purpose: the envelope (``id``, ``objectKind``, ``time``...) decides whether a delivery
+is accepted and journaled; the per-kind attribute models decide whether it can be projected. A
+delivery whose attributes do not fit is still journaled, as ``failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from cmdb_sync.errors import BadDelivery, ProjectionError
+
+_NUMERIC = re.compile(r"^-?\d+$")
+
+
+def _truncate_ms(value: datetime) -> datetime:
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def from_epoch_ms(value: int) -> datetime:
+    try:
+        return EPOCH + timedelta(milliseconds=value)
+    except OverflowError:
+        msg = f"time: {value} is out of range for epoch milliseconds"
+        raise ValueError(msg) from None
+
+
+def parse_event_time(value: object) -> datetime:
+    """The envelope's ``time``: epoch ms (number or numeric string) or ISO-8601 with an offset."""
+    if isinstance(value, bool):
+        msg = "time: must be epoch milliseconds or ISO-8601 with an offset, got a boolean"
+        raise ValueError(msg)
+    if isinstance(value, int):
+        return from_epoch_ms(value)
+    if isinstance(value, float) and value.is_integer():
+        return from_epoch_ms(int(value))
+    if isinstance(value, str):
+        text = value.strip()
+        if _NUMERIC.match(text):
+            return from_epoch_ms(int(text))
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            msg = f"time: {value!r} is neither epoch milliseconds nor ISO-8601"
+            raise ValueError(msg) from None
+        if parsed.tzinfo is None:
+            msg = f"time: {value!r} has no UTC offset"
+            raise ValueError(msg)
+        return _truncate_ms(parsed.astimezone(UTC))
+    msg = f"time: must be epoch milliseconds or ISO-8601 with an offset, got {type(value).__name__}"
+    raise ValueError(msg)
+
+
+def _epoch_ms_or_null(value: object) -> datetime | None:
+    """Payload timestamps (``gmtCreate``, ``startedAt``...): epoch ms or null."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        msg = "must be epoch milliseconds or null"
+        raise ValueError(msg)
+    return parse_event_time(value)
+
+
+EpochMs = Annotated[datetime | None, BeforeValidator(_epoch_ms_or_null)]
+
+
+def scrub_nul(value: Any) -> Any:
+    """Replace U+0000 in every string: PostgreSQL text cannot hold it, and both databases must agree."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {scrub_nul(k): scrub_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_nul(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the journal needs of a delivery; ``time_error`` keeps it journaled when ``time`` is bad."""
+
+    id: str
+    kind: str
+    action: str | None
+    app: str | None
+    org_id: str | None
+    actor_id: str | None
+    time: datetime | None
+    time_error: str | None
+    attributes: Any
+
+
+def header(headers: dict[str, str], name: str) -> str | None:
+    """Case-insensitive header lookup; an empty value counts as absent."""
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value if value != "" else None
+    return None
+
+
+def _optional_text(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def parse_envelope(headers: dict[str, str], raw: bytes | str) -> tuple[Envelope, Any]:
+    """Validate a delivery enough to journal it; raise BadDelivery (400) naming the field otherwise.
+
+    Returns the envelope and the parsed body.
+    """
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        msg = f"body: not valid JSON ({exc})"
+        raise BadDelivery(msg, field="body") from None
+    if not isinstance(body, dict):
+        msg = f"body: must be a JSON object, got {type(body).__name__}"
+        raise BadDelivery(msg, field="body")
+    event_id = body.get("id")
+    if isinstance(event_id, int) and not isinstance(event_id, bool):
+        event_id = str(event_id)
+    if not isinstance(event_id, str) or not event_id.strip():
+        msg = "id: required, a non-empty string"
+        raise BadDelivery(msg, field="id")
+    kind = body.get("objectKind")
+    if not isinstance(kind, str) or not kind.strip():
+        msg = "objectKind: required, a non-empty string"
+        raise BadDelivery(msg, field="objectKind")
+    header_kind = header(headers, "X-AppStack-Event")
+    if header_kind is not None and header_kind != kind:
+        msg = f"X-AppStack-Event: header says {header_kind!r} but objectKind is {kind!r}"
+        raise BadDelivery(msg, field="X-AppStack-Event")
+    time: datetime | None = None
+    time_error: str | None = None
+    try:
+        time = parse_event_time(body.get("time"))
+    except ValueError as exc:
+        time_error = str(exc) if body.get("time") is not None else "time: required"
+    user = body.get("user")
+    actor = _optional_text(user, "id") if isinstance(user, dict) else None
+    body = scrub_nul(body)
+    envelope = Envelope(
+        id=scrub_nul(event_id),
+        kind=scrub_nul(kind),
+        action=scrub_nul(header(headers, "X-AppStack-Action")),
+        app=scrub_nul(header(headers, "X-AppStack-App")),
+        org_id=_optional_text(body, "orgId"),
+        actor_id=scrub_nul(actor),
+        time=time,
+        time_error=time_error,
+        attributes=body.get("objectAttributes"),
+    )
+    return envelope, body
+
+
+# --- attributes of each kind -------------------------------------------------------------------
+
+
+class Attributes(BaseModel):
+    """AppStack attributes: camelCase, unknown fields ignored, wrong types refused."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+
+class LabelAttrs(Attributes):
+    namespace: str | None = None
+    name: str
+    value: str | None = None
+    display_name: str | None = Field(None, alias="displayName")
+    display_value: str | None = Field(None, alias="displayValue")
+
+
+class AppAttrs(Attributes):
+    name: str
+    description: str | None = None
+    type: str | None = None
+    creator_id: str | None = Field(None, alias="creatorId")
+    gmt_create: EpochMs = Field(None, alias="gmtCreate")
+
+
+class ProfileAttrs(Attributes):
+    name: str
+    display_name: str | None = Field(None, alias="displayName")
+    type: str | None = None
+
+
+class EnvSpecAttrs(Attributes):
+    rollout_strategy: list[Any] | None = Field(None, alias="rolloutStrategy")
+    replicas_management: str | None = Field(None, alias="replicasManagement")
+
+
+class EnvAttrs(Attributes):
+    name: str
+    app_name: str | None = Field(None, alias="appName")
+    display_name: str | None = Field(None, alias="displayName")
+    description: str | None = None
+    creator_id: str | None = Field(None, alias="creatorId")
+    gmt_create: EpochMs = Field(None, alias="gmtCreate")
+    lock_by: str | None = Field(None, alias="lockBy")
+    resource_pool_name: str | None = Field(None, alias="resourcePoolName")
+    deploy_group_name: str | None = Field(None, alias="deployGroupName")
+    profiles: list[ProfileAttrs] | None = None
+    spec: EnvSpecAttrs | None = None
+    label_list: list[LabelAttrs] | None = Field(None, alias="labelList")
+
+
+class VarAttrs(Attributes):
+    key: str
+    value: str | None = None
+    description: str | None = None
+
+
+class VariableGroupAttrs(Attributes):
+    name: str
+    display_name: str | None = Field(None, alias="displayName")
+    type: str | None = None
+    vars: list[VarAttrs] | None = None
+
+
+class RevisionAttrs(Attributes):
+    sha: str | None = None
+    message: str | None = None
+    author: str | None = None
+    commit_time: EpochMs = Field(None, alias="commitTime")
+
+
+class PlaceholderAttrs(Attributes):
+    name: str
+    description: str | None = None
+    type: str | None = None
+    value: Any = None
+    overridable: bool | None = None
+    rule: Any = None
+    value_source: str | None = Field(None, alias="valueSource")
+    predefined: bool | None = None
+    rs_type: str | None = Field(None, alias="rsType")
+
+
+class ComponentAttrs(Attributes):
+    name: str
+    kind: str | None = None
+    description: str | None = None
+    content: str | None = None
+    priority: int | None = None
+    type: str | None = None
+
+
+class OrchestrationAppAttrs(Attributes):
+    name: str
+
+
+class OrchestrationAttrs(Attributes):
+    sn: str
+    name: str | None = None
+    app: OrchestrationAppAttrs | None = None
+    storage_type: str | None = Field(None, alias="storageType")
+    format: str | None = None
+    type: str | None = None
+    label_policy: str | None = Field(None, alias="labelPolicy")
+    suitable_resource_types: list[str] | None = Field(None, alias="suitableResourceTypes")
+    revision: RevisionAttrs | None = None
+    creator_id: str | None = Field(None, alias="creatorId")
+    gmt_create: EpochMs = Field(None, alias="gmtCreate")
+    modifier_id: str | None = Field(None, alias="modifierId")
+    gmt_modified: EpochMs = Field(None, alias="gmtModified")
+    label_list: list[LabelAttrs] | None = Field(None, alias="labelList")
+    placeholder_list: list[PlaceholderAttrs] | None = Field(None, alias="placeholderList")
+    component_list: list[ComponentAttrs] | None = Field(None, alias="componentList")
+
+
+T = TypeVar("T", bound=Attributes)
+
+
+def parse_attributes(model: type[T], attributes: Any) -> T:
+    """Attributes of one kind, or a ProjectionError that says which field is wrong and why."""
+    if not isinstance(attributes, dict):
+        msg = f"objectAttributes: must be a JSON object, got {type(attributes).__name__}"
+        raise ProjectionError(msg)
+    try:
+        return model.model_validate(attributes)
+    except ValidationError as exc:
+        problems = "; ".join(
+            "objectAttributes." + ".".join(str(p) for p in err["loc"]) + f": {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        raise ProjectionError(problems) from None

@@ -1,0 +1,264 @@
+"""The relational model: the event journal and the projections built from it.
+
+Every projected object carries its *version*, the ``(version_at, version_id)`` of the event that
+last set it; the version guard in ``projections.common`` compares against it inside the upsert.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Dialect, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both databases.
+
+    PostgreSQL keeps ``timestamptz``. SQLite has no time type: values are normalised to UTC and
+    stored naive in SQLAlchemy's fixed-width text form, so comparisons and ``ORDER BY`` in SQL stay
+    chronological, and they come back aware.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            msg = "naive datetime given to a UTC column"
+            raise ValueError(msg)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON, Any: JSON}
+
+
+class Event(Base):
+    """One delivery, stored verbatim before it is acknowledged: the system of record."""
+
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    kind: Mapped[str] = mapped_column(String)
+    action: Mapped[str | None] = mapped_column(String)
+    app: Mapped[str | None] = mapped_column(String)
+    org_id: Mapped[str | None] = mapped_column(String)
+    actor_id: Mapped[str | None] = mapped_column(String)
+    time: Mapped[datetime | None] = mapped_column(comment="event time (body.time), UTC, ms precision")
+    received_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), comment="applied, stale, unsupported or failed")
+    error: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[dict[str, Any]] = mapped_column(comment="request headers, token redacted")
+    body: Mapped[str] = mapped_column(Text, comment="raw request body, verbatim")
+
+    __table_args__ = (
+        Index(None, "time", "id"),
+        Index(None, "received_at", "id"),
+        Index(None, "status", "time", "id"),
+        Index(None, "kind", "time", "id"),
+        Index(None, "app", "time", "id"),
+    )
+
+
+class Versioned:
+    """Columns every projected object has: org, version, tombstone."""
+
+    org_id: Mapped[str] = mapped_column(String)
+    version_at: Mapped[datetime | None] = mapped_column(comment="time of the event that last set this row")
+    version_id: Mapped[str | None] = mapped_column(String, comment="id of the event that last set this row")
+    deleted_at: Mapped[datetime | None]
+
+
+class App(Versioned, Base):
+    __tablename__ = "apps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String)
+    description: Mapped[str | None] = mapped_column(Text)
+    type: Mapped[str | None] = mapped_column(String)
+    creator_id: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime | None]
+    purged_at: Mapped[datetime | None] = mapped_column(
+        comment="time of the newest App Delete ever received, stale ones included: children "
+        "versioned before it count as deleted"
+    )
+
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+
+
+class Env(Versioned, Base):
+    __tablename__ = "envs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_name: Mapped[str] = mapped_column(String)
+    name: Mapped[str] = mapped_column(String)
+    display_name: Mapped[str | None] = mapped_column(String)
+    description: Mapped[str | None] = mapped_column(Text)
+    creator_id: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime | None]
+    lock_by: Mapped[str | None] = mapped_column(String)
+    resource_pool_name: Mapped[str | None] = mapped_column(String)
+    deploy_group_name: Mapped[str | None] = mapped_column(String)
+    replicas_management: Mapped[str | None] = mapped_column(String)
+    rollout_strategy: Mapped[Any | None] = mapped_column(JSON(none_as_null=True))
+
+    labels: Mapped[list[EnvLabel]] = relationship(order_by="EnvLabel.position", lazy="raise")
+    profiles: Mapped[list[EnvProfile]] = relationship(order_by="EnvProfile.position", lazy="raise")
+
+    __table_args__ = (UniqueConstraint("org_id", "app_name", "name"),)
+
+
+class LabelColumns:
+    position: Mapped[int]
+    namespace: Mapped[str | None] = mapped_column(String)
+    name: Mapped[str] = mapped_column(String)
+    value: Mapped[str | None] = mapped_column(String)
+    display_name: Mapped[str | None] = mapped_column(String)
+    display_value: Mapped[str | None] = mapped_column(String)
+
+
+class EnvLabel(LabelColumns, Base):
+    __tablename__ = "env_labels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    env_id: Mapped[int] = mapped_column(ForeignKey("envs.id", ondelete="CASCADE"), index=True)
+
+    __table_args__ = (Index(None, "name", "value"),)
+
+
+class EnvProfile(Base):
+    __tablename__ = "env_profiles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    env_id: Mapped[int] = mapped_column(ForeignKey("envs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]
+    name: Mapped[str] = mapped_column(String)
+    display_name: Mapped[str | None] = mapped_column(String)
+    type: Mapped[str | None] = mapped_column(String)
+
+
+class VariableGroup(Versioned, Base):
+    __tablename__ = "variable_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_name: Mapped[str] = mapped_column(String, comment="X-AppStack-App of the event; '' for an org-level group")
+    name: Mapped[str] = mapped_column(String)
+    display_name: Mapped[str | None] = mapped_column(String)
+    type: Mapped[str | None] = mapped_column(String)
+
+    variables: Mapped[list[Variable]] = relationship(order_by="Variable.position", lazy="raise")
+
+    __table_args__ = (UniqueConstraint("org_id", "app_name", "name"),)
+
+
+class Variable(Base):
+    __tablename__ = "variables"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("variable_groups.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]
+    key: Mapped[str] = mapped_column(String)
+    value: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class Orchestration(Versioned, Base):
+    __tablename__ = "orchestrations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sn: Mapped[str] = mapped_column(String)
+    app_name: Mapped[str] = mapped_column(String)
+    name: Mapped[str | None] = mapped_column(String)
+    storage_type: Mapped[str | None] = mapped_column(String)
+    format: Mapped[str | None] = mapped_column(String)
+    type: Mapped[str | None] = mapped_column(String)
+    label_policy: Mapped[str | None] = mapped_column(String)
+    suitable_resource_types: Mapped[Any | None] = mapped_column(JSON(none_as_null=True))
+    revision_sha: Mapped[str | None] = mapped_column(String)
+    revision_message: Mapped[str | None] = mapped_column(Text)
+    revision_author: Mapped[str | None] = mapped_column(String)
+    revision_commit_time: Mapped[datetime | None]
+    creator_id: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime | None]
+    modifier_id: Mapped[str | None] = mapped_column(String)
+    modified_at: Mapped[datetime | None]
+
+    labels: Mapped[list[OrchestrationLabel]] = relationship(order_by="OrchestrationLabel.position", lazy="raise")
+    placeholders: Mapped[list[Placeholder]] = relationship(order_by="Placeholder.position", lazy="raise")
+    components: Mapped[list[Component]] = relationship(order_by="Component.position", lazy="raise")
+
+    __table_args__ = (UniqueConstraint("org_id", "sn"), Index(None, "org_id", "app_name", "sn"))
+
+
+class OrchestrationLabel(LabelColumns, Base):
+    __tablename__ = "orchestration_labels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    orchestration_id: Mapped[int] = mapped_column(ForeignKey("orchestrations.id", ondelete="CASCADE"), index=True)
+
+
+class Placeholder(Base):
+    __tablename__ = "placeholders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    orchestration_id: Mapped[int] = mapped_column(ForeignKey("orchestrations.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]
+    name: Mapped[str] = mapped_column(String)
+    description: Mapped[str | None] = mapped_column(Text)
+    type: Mapped[str | None] = mapped_column(String)
+    value: Mapped[Any | None] = mapped_column(JSON(none_as_null=True), comment="as sent: usually a string")
+    overridable: Mapped[bool | None] = mapped_column(Boolean)
+    rule: Mapped[Any | None] = mapped_column(JSON(none_as_null=True))
+    value_source: Mapped[str | None] = mapped_column(String)
+    predefined: Mapped[bool | None] = mapped_column(Boolean)
+    rs_type: Mapped[str | None] = mapped_column(String)
+
+
+class Component(Base):
+    __tablename__ = "components"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    orchestration_id: Mapped[int] = mapped_column(ForeignKey("orchestrations.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]
+    name: Mapped[str] = mapped_column(String)
+    kind: Mapped[str | None] = mapped_column(String)
+    description: Mapped[str | None] = mapped_column(Text)
+    content: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[int | None]
+    type: Mapped[str | None] = mapped_column(String)
+
+
+PROJECTION_TABLES = [
+    # children first, so a rebuild can empty them in this order
+    EnvLabel.__table__,
+    EnvProfile.__table__,
+    Variable.__table__,
+    OrchestrationLabel.__table__,
+    Placeholder.__table__,
+    Component.__table__,
+    Env.__table__,
+    VariableGroup.__table__,
+    Orchestration.__table__,
+    App.__table__,
+]

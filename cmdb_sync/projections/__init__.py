@@ -1,0 +1,13 @@
+"""The registry of projected kinds: adding a kind is one module and one line here."""
+
+from __future__ import annotations
+
+from cmdb_sync.projections import app, env, orchestration, variable_group
+from cmdb_sync.projections.common import Projection
+
+REGISTRY: dict[str, Projection] = {
+    "App": app.PROJECTION,
+    "Env": env.PROJECTION,
+    "VariableGroup": variable_group.PROJECTION,
+    "AppOrchestration": orchestration.PROJECTION,
+}

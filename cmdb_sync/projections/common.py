@@ -1,0 +1,126 @@
+"""What every projection shares: the version guard, the app a child event implies, child replacement."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from sqlalchemy import Table, delete, insert, or_, tuple_, update
+from sqlalchemy.orm import Session
+
+from cmdb_sync.db import upsert
+from cmdb_sync.errors import ProjectionError
+from cmdb_sync.events import Envelope
+from cmdb_sync.models import App
+
+APPLIED = "applied"
+STALE = "stale"
+
+SNAPSHOT_ACTIONS = frozenset({"Create", "Update", "Delete"})
+
+
+@dataclass(frozen=True)
+class Projection:
+    """How one object kind is projected: the actions it understands and the function applying one."""
+
+    actions: frozenset[str]
+    apply: Callable[[Session, Envelope], str]
+
+
+def require_org(envelope: Envelope) -> str:
+    if not envelope.org_id:
+        msg = "orgId: required to identify the object"
+        raise ProjectionError(msg)
+    return envelope.org_id
+
+
+def require_app(name: str | None, where: str) -> str:
+    if not name:
+        msg = f"{where}: required to identify the app"
+        raise ProjectionError(msg)
+    return name
+
+
+def newer_than_held(table: Table) -> Callable[[Any], Any]:
+    """The version guard: overwrite only when the proposed ``(time, id)`` is greater than the held one."""
+
+    def guard(excluded: Any) -> Any:
+        return or_(
+            table.c.version_at.is_(None),
+            tuple_(table.c.version_at, table.c.version_id) < tuple_(excluded.version_at, excluded.version_id),
+        )
+
+    return guard
+
+
+def apply_snapshot(
+    session: Session,
+    table: Table,
+    envelope: Envelope,
+    identity: Mapping[str, Any],
+    fields: Mapping[str, Any],
+    *,
+    insert_only: Mapping[str, Any] | None = None,
+) -> int | None:
+    """Upsert a full snapshot of one object if it is newer than what is held.
+
+    A ``Delete`` is a snapshot too, with ``deleted_at`` set to the event time; any other action
+    clears it. Returns the row id when the snapshot applied, None when it was stale.
+    """
+    values = {
+        **identity,
+        **fields,
+        "version_at": envelope.time,
+        "version_id": envelope.id,
+        "deleted_at": envelope.time if envelope.action == "Delete" else None,
+    }
+    update_columns = [name for name in values if name not in identity]
+    return upsert(
+        session,
+        table,
+        {**values, **(insert_only or {})},
+        conflict=identity.keys(),
+        update=update_columns,
+        where=newer_than_held(table),
+        returning=table.c.id,
+    )
+
+
+def ensure_app(session: Session, org_id: str, app_name: str) -> None:
+    """An event for an object of an unknown app creates the app, with no version of its own."""
+    upsert(session, App.__table__, {"org_id": org_id, "name": app_name}, conflict=("org_id", "name"))
+
+
+def record_app_delete(session: Session, org_id: str, app_name: str, time: Any) -> None:
+    """Remember the newest App Delete ever received, even a stale one: it hides older children."""
+    apps = App.__table__
+    session.execute(
+        update(apps)
+        .where(apps.c.org_id == org_id, apps.c.name == app_name)
+        .where(or_(apps.c.purged_at.is_(None), apps.c.purged_at < time))
+        .values(purged_at=time)
+    )
+
+
+def replace_children(session: Session, table: Table, parent_column: str, parent_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Children follow the snapshot: drop what the parent had, insert what it has now, in order."""
+    session.execute(delete(table).where(table.c[parent_column] == parent_id))
+    if rows:
+        session.execute(
+            insert(table),
+            [{parent_column: parent_id, "position": position, **row} for position, row in enumerate(rows)],
+        )
+
+
+def label_rows(labels: Sequence[Any] | None) -> list[dict[str, Any]]:
+    return [
+        {
+            "namespace": label.namespace,
+            "name": label.name,
+            "value": label.value,
+            "display_name": label.display_name,
+            "display_value": label.display_value,
+        }
+        for label in labels or ()
+    ]
