@@ -1,0 +1,50 @@
+"""The one error path: every error a client sees is RFC 9457 problem details, mapped here."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
+from sqlalchemy.exc import SQLAlchemyError
+
+from cmdb_sync.errors import CmdbSyncError, DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "5"
+
+
+def domain_problem(exc: CmdbSyncError) -> ProblemDetailsException:
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if isinstance(exc, DatabaseUnavailable) else None
+    if exc.status_code == 401:
+        headers = {"WWW-Authenticate": exc.extra.pop("challenge", "Bearer")}
+    return ProblemDetailsException(
+        status_code=exc.status_code,
+        title=exc.title,
+        detail=exc.detail,
+        extra=dict(exc.extra) or None,
+        headers=headers,
+    )
+
+
+def database_problem(exc: SQLAlchemyError) -> ProblemDetailsException:
+    log.warning("database error answered 503: %s", exc)
+    return domain_problem(DatabaseUnavailable("database unavailable; retry later"))
+
+
+def unexpected_problem(exc: Exception) -> ProblemDetailsException:
+    log.exception("unexpected error", exc_info=exc)
+    return ProblemDetailsException(status_code=500, title="Internal error", detail="unexpected error; it was logged")
+
+
+def problem_details_plugin() -> ProblemDetailsPlugin:
+    return ProblemDetailsPlugin(
+        ProblemDetailsConfig(
+            enable_for_all_http_exceptions=True,
+            exception_to_problem_detail_map={
+                CmdbSyncError: domain_problem,
+                SQLAlchemyError: database_problem,
+                Exception: unexpected_problem,
+            },
+        )
+    )

@@ -1,0 +1,91 @@
+"""``POST /webhooks/appstack``: authenticate, read the body within its limit, hand it to ingest."""
+
+from __future__ import annotations
+
+import hmac
+from time import perf_counter
+from typing import Literal
+
+import anyio
+from litestar import Request, Response, post
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from pydantic import BaseModel
+
+from cmdb_sync.errors import BadDelivery, DatabaseUnavailable, PayloadTooLarge, Unauthorized
+from cmdb_sync.events import header
+from cmdb_sync.ingest import FAILED, UNSUPPORTED, IngestResult, ingest
+from cmdb_sync.services import Services
+
+
+class WebhookAck(BaseModel):
+    """What the sender gets back once the delivery is durably journaled."""
+
+    event_id: str
+    status: Literal["applied", "stale", "duplicate", "unsupported", "failed"]
+    error: str | None = None
+
+
+def token_accepted(given: str | None, accepted: list[str]) -> bool:
+    """Constant-time comparison against every accepted token, so timing reveals neither which nor how much."""
+    if given is None:
+        return False
+    given_bytes = given.encode()
+    matched = False
+    for token in accepted:
+        matched |= hmac.compare_digest(given_bytes, token.encode())
+    return matched
+
+
+def authenticate(services: Services, headers: dict[str, str]) -> None:
+    tokens = services.settings.webhook_tokens
+    if not tokens:
+        return  # only reachable with CMDB_SYNC_WEBHOOK_ALLOW_UNAUTHENTICATED=true
+    given = header(headers, "X-AppStack-Token")
+    if given is None:
+        services.metrics.reject("missing_token")
+        msg = "X-AppStack-Token: missing"
+        raise Unauthorized(msg, challenge="X-AppStack-Token")
+    if not token_accepted(given, tokens):
+        services.metrics.reject("wrong_token")
+        msg = "X-AppStack-Token: not accepted"
+        raise Unauthorized(msg, challenge="X-AppStack-Token")
+
+
+def acknowledge(result: IngestResult) -> Response[WebhookAck]:
+    status_code = 202 if result.status in (UNSUPPORTED, FAILED) else 200
+    ack = WebhookAck(event_id=result.event_id, status=result.status, error=result.error)  # type: ignore[arg-type]
+    return Response(ack.model_dump(exclude_none=True), status_code=status_code)  # type: ignore[arg-type]
+
+
+@post(
+    "/webhooks/appstack",
+    summary="Receive an AppStack webhook delivery",
+    description=(
+        "Journals the delivery, then projects it. 200: applied, stale or duplicate; 202: stored but "
+        "not projected (unsupported kind or action, or a projection error). Errors are problem details."
+    ),
+    status_code=200,
+    tags=["webhooks"],
+)
+async def receive_webhook(request: Request) -> Response[WebhookAck]:
+    services: Services = request.app.state.services
+    headers = dict(request.headers)
+    authenticate(services, headers)
+    try:
+        raw = await request.body()
+    except RequestEntityTooLarge:
+        services.metrics.reject("too_large")
+        msg = f"body: larger than the {services.settings.max_body_bytes} bytes accepted (CMDB_SYNC_MAX_BODY_BYTES)"
+        raise PayloadTooLarge(msg) from None
+    started = perf_counter()
+    try:
+        result = await anyio.to_thread.run_sync(ingest, services.session_factory, headers, raw)
+    except BadDelivery as exc:
+        services.metrics.reject("bad_request")
+        raise exc from None
+    except DatabaseUnavailable:
+        services.metrics.reject("database_unavailable")
+        raise
+    services.metrics.ingest_seconds.observe(perf_counter() - started)
+    services.metrics.delivered(header(headers, "X-AppStack-Event"), header(headers, "X-AppStack-Action"), result.status)
+    return acknowledge(result)

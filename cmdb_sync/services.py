@@ -1,0 +1,25 @@
+"""What a running server holds: settings, the database, metrics. Built once by ``create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from cmdb_sync.db import make_engine, make_session_factory
+from cmdb_sync.metrics import Metrics
+from cmdb_sync.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    metrics: Metrics
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+        return cls(settings, engine, make_session_factory(engine), Metrics())

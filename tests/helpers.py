@@ -1,0 +1,127 @@
+"""Builders of deliveries and a canonical dump of the projected state, for comparing outcomes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from cmdb_sync.models import Base
+
+ORG = "org-1"
+APP = "shop"
+VERSIONED = ("apps", "envs", "variable_groups", "orchestrations")
+NATURAL_KEYS = {
+    "apps": ("org_id", "name"),
+    "envs": ("org_id", "app_name", "name"),
+    "variable_groups": ("org_id", "app_name", "name"),
+    "orchestrations": ("org_id", "sn"),
+}
+CHILDREN = {
+    "env_labels": ("env_id", "envs"),
+    "env_profiles": ("env_id", "envs"),
+    "variables": ("group_id", "variable_groups"),
+    "orchestration_labels": ("orchestration_id", "orchestrations"),
+    "placeholders": ("orchestration_id", "orchestrations"),
+    "components": ("orchestration_id", "orchestrations"),
+}
+
+
+def delivery(
+    kind: str,
+    action: str,
+    attributes: Any,
+    *,
+    time: Any,
+    event_id: str | None = None,
+    org: str | None = ORG,
+    app: str | None = APP,
+) -> dict[str, Any]:
+    headers = {"X-AppStack-Event": kind, "X-AppStack-Action": action}
+    if app is not None:
+        headers["X-AppStack-App"] = app
+    body: dict[str, Any] = {
+        "id": event_id or uuid.uuid4().hex,
+        "user": {"id": "user-1"},
+        "time": time,
+        "objectKind": kind,
+        "objectAttributes": attributes,
+    }
+    if org is not None:
+        body["orgId"] = org
+    return {"headers": headers, "body": body}
+
+
+def app_event(action: str, time: Any, *, name: str = APP, description: str = "", **kw: Any) -> dict[str, Any]:
+    return delivery("App", action, {"name": name, "description": description, "type": "APP"}, time=time, app=name, **kw)
+
+
+def env_event(
+    action: str, time: Any, *, name: str = "prod", app: str = APP, labels: dict[str, str] | None = None, **kw: Any
+) -> dict[str, Any]:
+    attrs = {
+        "name": name,
+        "appName": app,
+        "displayName": f"{name} env",
+        "description": kw.pop("description", None),
+        "lockBy": kw.pop("lock_by", None),
+        "resourcePoolName": "default",
+        "deployGroupName": "k8s",
+        "profiles": [{"name": "vars", "displayName": "Vars", "type": "APP"}],
+        "spec": {"rolloutStrategy": None, "replicasManagement": "SYSTEM"},
+        "labelList": [
+            {"namespace": "default", "name": k, "value": v, "displayName": k, "displayValue": v}
+            for k, v in (labels or {"envType": "production"}).items()
+        ],
+    }
+    return delivery("Env", action, attrs, time=time, app=app, **kw)
+
+
+def variable_group_event(action: str, time: Any, *, name: str = "vars", app: str | None = APP, values: dict[str, str] | None = None, **kw: Any) -> dict[str, Any]:
+    attrs: dict[str, Any] = {"name": name, "displayName": name}
+    if values is not None:
+        attrs["vars"] = [{"key": k, "value": v, "description": f"{k} var"} for k, v in values.items()]
+    return delivery("VariableGroup", action, attrs, time=time, app=app, **kw)
+
+
+def orchestration_event(action: str, time: Any, *, sn: str = f"{APP}@KUBERNETES", app: str = APP, message: str = "init", **kw: Any) -> dict[str, Any]:
+    attrs = {
+        "sn": sn,
+        "name": app,
+        "app": {"name": app},
+        "storageType": "BUILTIN",
+        "format": "MANIFEST",
+        "type": "AppBuiltInOrchestration",
+        "labelPolicy": "NONE",
+        "suitableResourceTypes": ["KUBERNETES"],
+        "revision": {"sha": uuid.uuid4().hex, "message": message, "author": "user-1", "commitTime": 1722237027908},
+        "labelList": [],
+        "placeholderList": [{"name": "image.backend", "type": "string", "value": "NULL", "overridable": True}],
+        "componentList": [{"name": "svc", "kind": "Service", "content": "---", "priority": 1, "type": "KUBERNETES"}],
+    }
+    return delivery("AppOrchestration", action, attrs, time=time, app=app, **kw)
+
+
+def raw(delivery_: dict[str, Any]) -> bytes:
+    return json.dumps(delivery_["body"], ensure_ascii=False).encode()
+
+
+def dump_state(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every projected row, by natural key rather than surrogate id, sorted: equal states dump equal."""
+    tables = Base.metadata.tables
+    state: dict[str, list[tuple[Any, ...]]] = {}
+    keys: dict[str, dict[int, tuple[Any, ...]]] = {}
+    with engine.connect() as conn:
+        for name in VERSIONED:
+            rows = conn.execute(select(tables[name])).mappings().all()
+            keys[name] = {row["id"]: tuple(row[k] for k in NATURAL_KEYS[name]) for row in rows}
+            state[name] = sorted(tuple(sorted((k, repr(v)) for k, v in row.items() if k != "id")) for row in rows)
+        for name, (fk, parent) in CHILDREN.items():
+            rows = conn.execute(select(tables[name])).mappings().all()
+            state[name] = sorted(
+                tuple(sorted((k, repr(keys[parent][v] if k == fk else v)) for k, v in row.items() if k != "id"))
+                for row in rows
+            )
+    return state
