@@ -1,0 +1,126 @@
+"""Concurrent writers: transactions racing on one object, and two server processes on one PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from cmdb_sync.ingest import ingest
+from cmdb_sync.models import Env, EnvLabel, Event
+from tests.conftest import WEBHOOK_TOKEN
+from tests.helpers import env_event, raw
+
+
+def race(session_factory, events) -> list[str]:
+    """Ingest all events at once, one thread each, released together by a barrier."""
+    barrier = threading.Barrier(len(events))
+
+    def run(event):
+        barrier.wait()
+        return ingest(session_factory, event["headers"], raw(event)).status
+
+    with ThreadPoolExecutor(len(events)) as pool:
+        return list(pool.map(run, events))
+
+
+def test_concurrent_conflicting_events_end_in_the_newest(session_factory) -> None:
+    for round_ in range(8):
+        events = [
+            env_event("Update", 10_000 * round_ + t, description=f"r{round_}t{t}", labels={"t": str(t)})
+            for t in (5, 1, 4, 2, 3)
+        ]
+        statuses = race(session_factory, events)
+        assert statuses.count("applied") >= 1
+        with session_factory() as session:
+            env = session.scalars(select(Env).where(Env.name == "prod")).one()
+            labels = session.execute(select(EnvLabel.name, EnvLabel.value).where(EnvLabel.env_id == env.id)).all()
+        assert env.description == f"r{round_}t5"
+        assert labels == [("t", "5")]  # the children of the winning snapshot, and only them
+
+
+def test_concurrent_duplicates_apply_once(session_factory) -> None:
+    event = env_event("Create", 1000)
+    statuses = race(session_factory, [event] * 4)
+    assert sorted(statuses) == ["applied", "duplicate", "duplicate", "duplicate"]
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(base: str, process: subprocess.Popen, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stderr.read().decode() if process.stderr else ''}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{base} never became ready")
+
+
+@pytest.fixture
+def two_servers(databases, tmp_path: Path):
+    url = databases.fresh("postgresql")
+    env = {**os.environ, "CMDB_SYNC_DATABASE_URL": url, "CMDB_SYNC_WEBHOOK_TOKENS": WEBHOOK_TOKEN}
+    cli = [sys.executable, "-m", "cmdb_sync", "serve", "--migrate"]
+    processes, bases = [], []
+    for _ in range(2):
+        port = _free_port()
+        processes.append(
+            subprocess.Popen([*cli, "--port", str(port)], env=env, cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        )
+        bases.append(f"http://127.0.0.1:{port}")
+        _wait_ready(bases[-1], processes[-1], time.monotonic() + 30)
+    try:
+        yield url, bases
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=10)
+
+
+def test_two_server_processes_on_one_postgresql_converge(two_servers) -> None:
+    url, bases = two_servers
+    events = [env_event("Update", 1000 + t, description=f"t{t}") for t in range(20)]
+    order = list(reversed(events))
+
+    def post(indexed):
+        index, event = indexed
+        headers = {**event["headers"], "X-AppStack-Token": WEBHOOK_TOKEN}
+        response = httpx.post(f"{bases[index % 2]}/webhooks/appstack", content=raw(event), headers=headers, timeout=30)
+        return response.status_code, response.json()["status"]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, enumerate(order + order)))  # every event twice, once to each server
+    assert all(code == 200 for code, _ in answers)
+    statuses = [status for _, status in answers]
+    assert statuses.count("duplicate") == 20
+    from cmdb_sync.db import make_engine, make_session_factory
+
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as session:
+            env = session.scalars(select(Env)).one()
+            journal = session.scalar(select(func.count()).select_from(Event))
+    finally:
+        engine.dispose()
+    assert env.description == "t19"
+    assert journal == 20
