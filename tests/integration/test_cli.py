@@ -1,0 +1,66 @@
+"""The command line: db upgrade/current/downgrade, and serve's refusal on a schema that is behind."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from cmdb_sync import migrate
+from cmdb_sync.cli import main
+from cmdb_sync.db import make_engine
+
+
+def run(args: list[str], url: str | None = None, **env: str):
+    environment = {"CMDB_SYNC_DATABASE_URL": url} if url else {}
+    environment.update(env)
+    return CliRunner().invoke(main, args, env=environment)
+
+
+def test_db_upgrade_current_downgrade(databases) -> None:
+    url = databases.fresh("postgresql")
+    assert "behind" in run(["db", "current"], url).output
+    result = run(["db", "upgrade"], url)
+    assert result.exit_code == 0, result.output
+    current = run(["db", "current"], url)
+    assert f"current: {migrate.head_revision()}" in current.output and "up to date" in current.output
+    assert run(["db", "downgrade", "base"], url).exit_code == 0
+    engine = make_engine(url)
+    try:
+        assert migrate.current_revision(engine) is None
+    finally:
+        engine.dispose()
+
+
+def test_serve_refuses_a_postgresql_schema_that_is_behind(databases) -> None:
+    url = databases.fresh("postgresql")
+    result = run(["serve"], url, CMDB_SYNC_WEBHOOK_TOKENS="t")
+    assert result.exit_code == 1
+    assert "the database schema is at no revision" in result.output
+    assert "--migrate" in result.output
+
+
+def test_serve_refuses_without_webhook_token(databases) -> None:
+    result = run(["serve"], databases.fresh("sqlite"))
+    assert result.exit_code == 1
+    assert "CMDB_SYNC_WEBHOOK_TOKENS" in result.output
+
+
+def test_invalid_configuration_is_one_line(tmp_cwd) -> None:
+    result = run(["db", "current"], None, CMDB_SYNC_DATABASE_URL="mysql://x", CMDB_SYNC_MAX_BODY_BYTES="-3")
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert "CMDB_SYNC_DATABASE_URL" in lines[0] and "CMDB_SYNC_MAX_BODY_BYTES" in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_unreachable_database_is_one_line(tmp_cwd) -> None:
+    result = run(["db", "upgrade"], "postgresql+psycopg://postgres@127.0.0.1:1/none")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: database:")
+    assert "Traceback" not in result.output
+
+
+def test_db_upgrade_creates_the_default_sqlite_file(tmp_cwd) -> None:
+    result = run(["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_cwd / "cmdb-sync.db").exists()
