@@ -11,6 +11,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from cmdb_sync import __version__
 from cmdb_sync.api.health import healthz, metrics, readyz
+from cmdb_sync.api.inventory import InventoryController
 from cmdb_sync.api.problems import problem_details_plugin
 from cmdb_sync.api.webhooks import receive_webhook
 from cmdb_sync.services import Services
@@ -32,7 +33,7 @@ def create_app(settings: Settings) -> Litestar:
         services.engine.dispose()
 
     return Litestar(
-        route_handlers=[receive_webhook, healthz, readyz, metrics],
+        route_handlers=[receive_webhook, InventoryController, healthz, readyz, metrics],
         state=State({"services": services}),
         plugins=[problem_details_plugin()],
         request_max_body_size=settings.max_body_bytes,

@@ -71,6 +71,13 @@ def serve(host: str, port: int, workers: int, run_migrations: bool) -> None:
                 raise click.ClickException(msg)
     except SQLAlchemyError as exc:
         raise _database_error(exc) from None
+    # Build the app once here: what would stop every worker is said once, before any starts.
+    from cmdb_sync.app import create_app
+
+    try:
+        create_app(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cmdb-sync-metrics-")
     click.echo(f"cmdb-sync listening on http://{host}:{port} ({workers} worker(s))", err=True)

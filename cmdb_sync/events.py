@@ -283,6 +283,89 @@ class OrchestrationAttrs(Attributes):
     component_list: list[ComponentAttrs] | None = Field(None, alias="componentList")
 
 
+class TaskAttrs(Attributes):
+    sn: str | None = None
+    name: str | None = None
+    locator: str | None = None
+    state: str | None = None
+    started_at: EpochMs = Field(None, alias="startedAt")
+    ended_at: EpochMs = Field(None, alias="endedAt")
+    strategy_content: str | None = Field(None, alias="strategyContent")
+    context_content: str | None = Field(None, alias="contextContent")
+    engine_task_result_content: str | None = Field(None, alias="engineTaskResultContent")
+    deliveries: str | None = None
+    spec: str | None = None
+
+
+class StageAttrs(Attributes):
+    sn: str | None = None
+    name: str | None = None
+    state: str | None = None
+    started_at: EpochMs = Field(None, alias="startedAt")
+    ended_at: EpochMs = Field(None, alias="endedAt")
+    tasks: list[TaskAttrs] | None = None
+
+
+class JobAttrs(Attributes):
+    sn: str | None = None
+    name: str | None = None
+    env_name: str | None = Field(None, alias="envName")
+    state: str | None = None
+    started_at: EpochMs = Field(None, alias="startedAt")
+    ended_at: EpochMs = Field(None, alias="endedAt")
+    stages: list[StageAttrs] | None = None
+
+
+class ChangeOrderAttrs(Attributes):
+    sn: str
+    app_name: str | None = Field(None, alias="appName")
+    name: str | None = None
+    type: str | None = None
+    version: str | None = None
+    tag: str | None = None
+    state: str | None = None
+    source_type: str | None = Field(None, alias="sourceType")
+    source_sn: str | None = Field(None, alias="sourceSn")
+    started_at: EpochMs = Field(None, alias="startedAt")
+    creator: str | None = None
+    gmt_create: EpochMs = Field(None, alias="gmtCreate")
+    jobs: list[JobAttrs] | None = None
+
+
+class CodeRepoAttrs(Attributes):
+    repo_url: str | None = Field(None, alias="repoUrl")
+
+
+class ChangeRequestAttrs(Attributes):
+    sn: str
+    app_name: str | None = Field(None, alias="appName")
+    name: str | None = None
+    state: str | None = None
+    type: str | None = None
+    branch: str | None = None
+    origin_branch: str | None = Field(None, alias="originBranch")
+    origin_branch_revision: str | None = Field(None, alias="originBranchRevision")
+    owner_id: str | None = Field(None, alias="ownerId")
+    creator_id: str | None = Field(None, alias="creatorId")
+    gmt_create: EpochMs = Field(None, alias="gmtCreate")
+    app_code_repo: CodeRepoAttrs | None = Field(None, alias="appCodeRepo")
+    ext_info: CodeRepoAttrs | None = Field(None, alias="extInfo")
+
+
+class ReleaseContextAttrs(Attributes):
+    trigger_mode: str | None = Field(None, alias="triggerMode")
+    start_time: EpochMs = Field(None, alias="startTime")
+    end_time: EpochMs = Field(None, alias="endTime")
+
+
+class ReleaseStageExecutionAttrs(Attributes):
+    release_workflow_sn: str = Field(alias="releaseWorkflowSn")
+    release_stage_sn: str = Field(alias="releaseStageSn")
+    engine_instance_id: str = Field(alias="engineInstanceId")
+    state: str | None = None
+    context: ReleaseContextAttrs | None = None
+
+
 T = TypeVar("T", bound=Attributes)
 
 

@@ -13,7 +13,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from cmdb_sync.projections import REGISTRY
 
-KNOWN_KINDS = frozenset(REGISTRY) | {"ChangeOrder", "ChangeRequest", "ReleaseStageExecution"}
+KNOWN_KINDS = frozenset(REGISTRY)
 KNOWN_ACTIONS = frozenset({"Create", "Update", "Delete", "StatusUpdate"})
 
 

@@ -75,9 +75,9 @@ class Event(Base):
     __table_args__ = (
         Index(None, "time", "id"),
         Index(None, "received_at", "id"),
-        Index(None, "status", "time", "id"),
-        Index(None, "kind", "time", "id"),
-        Index(None, "app", "time", "id"),
+        Index(None, "status", "received_at", "id"),
+        Index(None, "kind", "received_at", "id"),
+        Index(None, "app", "received_at", "id"),
     )
 
 
@@ -104,7 +104,7 @@ class App(Versioned, Base):
         "versioned before it count as deleted"
     )
 
-    __table_args__ = (UniqueConstraint("org_id", "name"),)
+    __table_args__ = (UniqueConstraint("org_id", "name"), Index(None, "name", "org_id"))
 
 
 class Env(Versioned, Base):
@@ -126,7 +126,7 @@ class Env(Versioned, Base):
     labels: Mapped[list[EnvLabel]] = relationship(order_by="EnvLabel.position", lazy="raise")
     profiles: Mapped[list[EnvProfile]] = relationship(order_by="EnvProfile.position", lazy="raise")
 
-    __table_args__ = (UniqueConstraint("org_id", "app_name", "name"),)
+    __table_args__ = (UniqueConstraint("org_id", "app_name", "name"), Index(None, "app_name", "name", "org_id"))
 
 
 class LabelColumns:
@@ -249,8 +249,139 @@ class Component(Base):
     type: Mapped[str | None] = mapped_column(String)
 
 
+class ChangeOrder(Versioned, Base):
+    """A deployment (部署单): history, so an app's deletion does not hide it."""
+
+    __tablename__ = "change_orders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sn: Mapped[str] = mapped_column(String)
+    app_name: Mapped[str] = mapped_column(String)
+    name: Mapped[str | None] = mapped_column(String)
+    type: Mapped[str | None] = mapped_column(String)
+    version: Mapped[str | None] = mapped_column(String)
+    tag: Mapped[str | None] = mapped_column(String)
+    state: Mapped[str | None] = mapped_column(String)
+    source_type: Mapped[str | None] = mapped_column(String)
+    source_sn: Mapped[str | None] = mapped_column(String)
+    started_at: Mapped[datetime | None]
+    creator_id: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime | None]
+
+    jobs: Mapped[list[ChangeOrderJob]] = relationship(order_by="ChangeOrderJob.position", lazy="raise")
+
+    __table_args__ = (UniqueConstraint("org_id", "sn"), Index(None, "org_id", "app_name", "started_at", "id"))
+
+
+class ChangeOrderJob(Base):
+    """One target env of a change order; org and app are copied here so the current deployment is one index away."""
+
+    __tablename__ = "change_order_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    change_order_id: Mapped[int] = mapped_column(ForeignKey("change_orders.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]
+    org_id: Mapped[str] = mapped_column(String)
+    app_name: Mapped[str] = mapped_column(String)
+    env_name: Mapped[str | None] = mapped_column(String)
+    sn: Mapped[str | None] = mapped_column(String)
+    name: Mapped[str | None] = mapped_column(String)
+    state: Mapped[str | None] = mapped_column(String)
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    artifacts: Mapped[dict[str, Any]] = mapped_column(comment="the artifacts of the job's tasks, merged in order")
+    artifacts_text: Mapped[str] = mapped_column(Text, comment="artifact values, one a line: what the artifact filter searches")
+
+    stages: Mapped[list[ChangeOrderStage]] = relationship(order_by="ChangeOrderStage.position", lazy="raise")
+
+    __table_args__ = (Index(None, "org_id", "app_name", "env_name", "state", "ended_at"),)
+
+
+class ChangeOrderStage(Base):
+    __tablename__ = "change_order_stages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("change_order_jobs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]
+    sn: Mapped[str | None] = mapped_column(String)
+    name: Mapped[str | None] = mapped_column(String)
+    state: Mapped[str | None] = mapped_column(String)
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+    tasks: Mapped[list[ChangeOrderTask]] = relationship(order_by="ChangeOrderTask.position", lazy="raise")
+
+
+class ChangeOrderTask(Base):
+    __tablename__ = "change_order_tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stage_id: Mapped[int] = mapped_column(ForeignKey("change_order_stages.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]
+    sn: Mapped[str | None] = mapped_column(String)
+    name: Mapped[str | None] = mapped_column(String)
+    locator: Mapped[str | None] = mapped_column(String)
+    state: Mapped[str | None] = mapped_column(String)
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    artifacts: Mapped[dict[str, Any]] = mapped_column(comment="contextContent.artifacts, parsed ({} when absent or unparseable)")
+    error_messages: Mapped[dict[str, Any]] = mapped_column(comment="engineTaskResultContent.taskErrorMessages, parsed")
+    strategy: Mapped[Any | None] = mapped_column(JSON(none_as_null=True), comment="strategyContent, parsed")
+    deliveries: Mapped[str | None] = mapped_column(Text, comment="rendered manifests, as sent")
+    spec: Mapped[str | None] = mapped_column(Text, comment="rendered manifests with AppStack labels, as sent")
+
+
+class ChangeRequest(Versioned, Base):
+    """A change (变更): a feature branch moving through a release workflow."""
+
+    __tablename__ = "change_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sn: Mapped[str] = mapped_column(String)
+    app_name: Mapped[str] = mapped_column(String)
+    name: Mapped[str | None] = mapped_column(String)
+    state: Mapped[str | None] = mapped_column(String)
+    type: Mapped[str | None] = mapped_column(String)
+    branch: Mapped[str | None] = mapped_column(String)
+    origin_branch: Mapped[str | None] = mapped_column(String)
+    origin_branch_revision: Mapped[str | None] = mapped_column(String)
+    owner_id: Mapped[str | None] = mapped_column(String)
+    repo_url: Mapped[str | None] = mapped_column(String)
+    creator_id: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("org_id", "sn"), Index(None, "org_id", "app_name", "sn"))
+
+
+class ReleaseStageExecution(Versioned, Base):
+    """One pipeline run of a release workflow stage (研发阶段)."""
+
+    __tablename__ = "release_stage_executions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    release_workflow_sn: Mapped[str] = mapped_column(String)
+    release_stage_sn: Mapped[str] = mapped_column(String)
+    engine_instance_id: Mapped[str] = mapped_column(String)
+    app_name: Mapped[str | None] = mapped_column(String, comment="X-AppStack-App of the event")
+    state: Mapped[str | None] = mapped_column(String)
+    trigger_mode: Mapped[str | None] = mapped_column(String)
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("org_id", "release_workflow_sn", "release_stage_sn", "engine_instance_id"),
+        Index(None, "release_workflow_sn", "release_stage_sn", "id"),
+    )
+
+
 PROJECTION_TABLES = [
     # children first, so a rebuild can empty them in this order
+    ChangeOrderTask.__table__,
+    ChangeOrderStage.__table__,
+    ChangeOrderJob.__table__,
+    ChangeOrder.__table__,
+    ChangeRequest.__table__,
+    ReleaseStageExecution.__table__,
     EnvLabel.__table__,
     EnvProfile.__table__,
     Variable.__table__,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from time import perf_counter
 from typing import Literal
 
@@ -11,6 +10,7 @@ from litestar import Request, Response, post
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from pydantic import BaseModel
 
+from cmdb_sync.api.auth import token_accepted
 from cmdb_sync.errors import BadDelivery, DatabaseUnavailable, PayloadTooLarge, Unauthorized
 from cmdb_sync.events import header
 from cmdb_sync.ingest import FAILED, UNSUPPORTED, IngestResult, ingest
@@ -23,17 +23,6 @@ class WebhookAck(BaseModel):
     event_id: str
     status: Literal["applied", "stale", "duplicate", "unsupported", "failed"]
     error: str | None = None
-
-
-def token_accepted(given: str | None, accepted: list[str]) -> bool:
-    """Constant-time comparison against every accepted token, so timing reveals neither which nor how much."""
-    if given is None:
-        return False
-    given_bytes = given.encode()
-    matched = False
-    for token in accepted:
-        matched |= hmac.compare_digest(given_bytes, token.encode())
-    return matched
 
 
 def authenticate(services: Services, headers: dict[str, str]) -> None:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from cmdb_sync.projections import app, env, orchestration, variable_group
+from cmdb_sync.projections import (
+    app,
+    change_order,
+    change_request,
+    env,
+    orchestration,
+    release_stage_execution,
+    variable_group,
+)
 from cmdb_sync.projections.common import Projection
 
 REGISTRY: dict[str, Projection] = {
@@ -10,4 +18,7 @@ REGISTRY: dict[str, Projection] = {
     "Env": env.PROJECTION,
     "VariableGroup": variable_group.PROJECTION,
     "AppOrchestration": orchestration.PROJECTION,
+    "ChangeOrder": change_order.PROJECTION,
+    "ChangeRequest": change_request.PROJECTION,
+    "ReleaseStageExecution": release_stage_execution.PROJECTION,
 }

@@ -103,14 +103,19 @@ def record_app_delete(session: Session, org_id: str, app_name: str, time: Any) -
     )
 
 
-def replace_children(session: Session, table: Table, parent_column: str, parent_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Children follow the snapshot: drop what the parent had, insert what it has now, in order."""
+def replace_children(
+    session: Session, table: Table, parent_column: str, parent_id: int, rows: Sequence[Mapping[str, Any]]
+) -> list[int]:
+    """Children follow the snapshot: drop what the parent had (and, by cascade, their own children),
+    insert what it has now, in order. Returns the new rows' ids, in the order given."""
     session.execute(delete(table).where(table.c[parent_column] == parent_id))
-    if rows:
-        session.execute(
-            insert(table),
-            [{parent_column: parent_id, "position": position, **row} for position, row in enumerate(rows)],
-        )
+    if not rows:
+        return []
+    result = session.execute(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True),
+        [{parent_column: parent_id, "position": position, **row} for position, row in enumerate(rows)],
+    )
+    return list(result.scalars())
 
 
 def label_rows(labels: Sequence[Any] | None) -> list[dict[str, Any]]:

@@ -71,10 +71,10 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_events'))
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_events_app_time_id'), ['app', 'time', 'id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_events_kind_time_id'), ['kind', 'time', 'id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_events_app_received_at_id'), ['app', 'received_at', 'id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_events_kind_received_at_id'), ['kind', 'received_at', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_events_received_at_id'), ['received_at', 'id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_events_status_time_id'), ['status', 'time', 'id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_events_status_received_at_id'), ['status', 'received_at', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_events_time_id'), ['time', 'id'], unique=False)
 
     op.create_table('orchestrations',
@@ -245,10 +245,10 @@ def downgrade() -> None:
     op.drop_table('orchestrations')
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_events_time_id'))
-        batch_op.drop_index(batch_op.f('ix_events_status_time_id'))
+        batch_op.drop_index(batch_op.f('ix_events_status_received_at_id'))
         batch_op.drop_index(batch_op.f('ix_events_received_at_id'))
-        batch_op.drop_index(batch_op.f('ix_events_kind_time_id'))
-        batch_op.drop_index(batch_op.f('ix_events_app_time_id'))
+        batch_op.drop_index(batch_op.f('ix_events_kind_received_at_id'))
+        batch_op.drop_index(batch_op.f('ix_events_app_received_at_id'))
 
     op.drop_table('events')
     op.drop_table('envs')

@@ -15,23 +15,23 @@ from tests.conftest import load_seed, post_delivery
 ORG = "60d54f3daccf2bbd6659f3ad"
 
 # In the doc's order. The seed's App Create is dated 2024-12-15, after its App Delete (2024-07-29),
-# so the delete arrives stale. History kinds are not projected by this version.
+# so the delete arrives stale.
 EXPECTED_IN_ORDER = {
     "01_App_Create": (200, "applied"),
     "02_App_Delete": (200, "stale"),
     "03_Env_Create": (200, "applied"),
     "04_Env_Update": (200, "applied"),
     "05_Env_Delete": (200, "applied"),
-    "06_ChangeOrder_StatusUpdate": (202, "unsupported"),
+    "06_ChangeOrder_StatusUpdate": (200, "applied"),
     "07_AppOrchestration_Create": (200, "applied"),
     "08_AppOrchestration_Update": (200, "applied"),
     "09_AppOrchestration_Delete": (200, "applied"),
     "10_VariableGroup_Create": (200, "applied"),
     "11_VariableGroup_Update": (200, "applied"),
     "12_VariableGroup_Delete": (200, "applied"),
-    "13_ChangeRequest_Create": (202, "unsupported"),
-    "14_ChangeRequest_StatusUpdate": (202, "unsupported"),
-    "15_ReleaseStageExecution_StatusUpdate": (202, "unsupported"),
+    "13_ChangeRequest_Create": (200, "applied"),
+    "14_ChangeRequest_StatusUpdate": (200, "applied"),
+    "15_ReleaseStageExecution_StatusUpdate": (200, "applied"),
 }
 
 
@@ -170,14 +170,9 @@ def test_seed_variable_group_vars_and_delete(client, session_factory, seed) -> N
 @pytest.mark.parametrize("name", list(load_seed()))
 def test_each_seed_delivery_alone_on_an_empty_database(client, session_factory, seed, name: str) -> None:
     response = post_delivery(client, seed[name])
-    kind = seed[name]["headers"]["X-AppStack-Event"]
-    projected = kind in {"App", "Env", "VariableGroup", "AppOrchestration"}
-    assert response.status_code == (200 if projected else 202)
-    assert response.json() == {"event_id": seed[name]["body"]["id"], "status": "applied" if projected else "unsupported"}
+    assert response.status_code == 200
+    assert response.json() == {"event_id": seed[name]["body"]["id"], "status": "applied"}
     with session_factory() as session:
         apps = session.scalars(select(App)).all()
-    if projected:
-        # the object's app is known afterwards: created by the event itself, or implied by it
-        assert [(a.org_id, a.name) for a in apps] == [(seed[name]["body"]["orgId"], "myapp-demo")]
-    else:
-        assert apps == []
+    # the object's app is known afterwards: created by the event itself, or implied by it
+    assert [(a.org_id, a.name) for a in apps] == [(seed[name]["body"]["orgId"], "myapp-demo")]

@@ -1,0 +1,181 @@
+"""The read side of the history kinds (change orders, change requests, pipeline runs), and what
+runs where: an env's current deployment is its newest change-order job in state SUCCESS.
+
+History is not hidden by an app's deletion, so these queries do not join the app's tombstones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Select, exists, func, select
+from sqlalchemy.orm import Session, aliased, defer, selectinload
+from sqlalchemy.sql.elements import ColumnElement
+
+from cmdb_sync.api.schemas import (
+    ChangeOrderDetailOut,
+    ChangeOrderOut,
+    ChangeRequestOut,
+    DeploymentOut,
+    Page,
+    ReleaseStageExecutionOut,
+    versioned_out,
+)
+from cmdb_sync.errors import Ambiguous, NotFound
+from cmdb_sync.models import (
+    App,
+    ChangeOrder,
+    ChangeOrderJob,
+    ChangeOrderStage,
+    ChangeOrderTask,
+    ChangeRequest,
+    Env,
+    ReleaseStageExecution,
+)
+from cmdb_sync.pagination import paginate
+
+SUCCESS = "SUCCESS"
+
+
+def _newest_first(job: Any) -> list[Any]:
+    return [job.ended_at.desc().nulls_last(), job.started_at.desc().nulls_last(), job.id.desc()]
+
+
+def current_deployments(session: Session, envs: Sequence[Env]) -> dict[int, DeploymentOut]:
+    """The current deployment of each env, by env id, in one query for any number of envs."""
+    if not envs:
+        return {}
+    by_key = {(env.org_id, env.app_name, env.name): env.id for env in envs}
+    ranked = (
+        select(
+            ChangeOrderJob.org_id,
+            ChangeOrderJob.app_name,
+            ChangeOrderJob.env_name,
+            ChangeOrderJob.artifacts,
+            ChangeOrderJob.ended_at,
+            ChangeOrder.sn,
+            ChangeOrder.version,
+            func.row_number()
+            .over(
+                partition_by=[ChangeOrderJob.org_id, ChangeOrderJob.app_name, ChangeOrderJob.env_name],
+                order_by=_newest_first(ChangeOrderJob),
+            )
+            .label("rank"),
+        )
+        .join(ChangeOrder, ChangeOrder.id == ChangeOrderJob.change_order_id)
+        .where(ChangeOrderJob.state == SUCCESS)
+        .where(ChangeOrderJob.org_id.in_({key[0] for key in by_key}))
+        .where(ChangeOrderJob.app_name.in_({key[1] for key in by_key}))
+        .where(ChangeOrderJob.env_name.in_({key[2] for key in by_key}))
+        .subquery()
+    )
+    rows = session.execute(select(ranked).where(ranked.c.rank == 1)).mappings()
+    found: dict[int, DeploymentOut] = {}
+    for row in rows:
+        env_id = by_key.get((row["org_id"], row["app_name"], row["env_name"]))
+        if env_id is not None:
+            found[env_id] = DeploymentOut(
+                change_order_sn=row["sn"], version=row["version"], artifacts=row["artifacts"], ended_at=row["ended_at"]
+            )
+    return found
+
+
+def envs_running_artifact(pattern: str) -> ColumnElement[bool]:
+    """Condition on Env: its current deployment has an artifact matching ``pattern`` (LIKE, any case)."""
+    job = aliased(ChangeOrderJob)
+    current_artifacts = (
+        select(job.artifacts_text)
+        .where(job.org_id == Env.org_id, job.app_name == Env.app_name, job.env_name == Env.name, job.state == SUCCESS)
+        .order_by(*_newest_first(job))
+        .limit(1)
+        .correlate(Env)
+        .scalar_subquery()
+    )
+    return current_artifacts.ilike(pattern, escape="\\")
+
+
+# --- change orders -------------------------------------------------------------------------------
+
+
+def list_change_orders(
+    session: Session,
+    app: App,
+    *,
+    limit: int,
+    cursor: str | None,
+    env: str | None,
+    state: str | None,
+) -> Page[ChangeOrderOut]:
+    stmt: Select[Any] = (
+        select(ChangeOrder)
+        .where(ChangeOrder.org_id == app.org_id, ChangeOrder.app_name == app.name)
+        .options(_jobs_loaded(with_manifests=False))
+    )
+    if state is not None:
+        stmt = stmt.where(ChangeOrder.state == state)
+    if env is not None:
+        stmt = stmt.where(
+            exists().where(ChangeOrderJob.change_order_id == ChangeOrder.id, ChangeOrderJob.env_name == env)
+        )
+    sort = func.coalesce(ChangeOrder.started_at, ChangeOrder.version_at)
+    rows, next_cursor = paginate(session, stmt, [sort, ChangeOrder.id], limit=limit, cursor=cursor, descending=True)
+    items = [versioned_out(ChangeOrderOut, row[0]) for row in rows]
+    return Page(items=items, next_cursor=next_cursor)
+
+
+def get_change_order(session: Session, sn: str, *, org_id: str | None) -> ChangeOrderDetailOut:
+    stmt = select(ChangeOrder).where(ChangeOrder.sn == sn).options(_jobs_loaded(with_manifests=True))
+    if org_id is not None:
+        stmt = stmt.where(ChangeOrder.org_id == org_id)
+    orders = session.scalars(stmt.order_by(ChangeOrder.org_id).limit(50)).all()
+    if not orders:
+        msg = f"change order {sn!r} not found"
+        raise NotFound(msg)
+    if len(orders) > 1:
+        orgs = [order.org_id for order in orders]
+        msg = f"change order {sn!r} exists in {len(orgs)} orgs: pass org_id to choose one"
+        raise Ambiguous(msg, orgs=orgs)
+    return versioned_out(ChangeOrderDetailOut, orders[0])
+
+
+# --- change requests and release stage executions ------------------------------------------------
+
+
+def list_change_requests(
+    session: Session, app: App, *, limit: int, cursor: str | None, state: str | None
+) -> Page[ChangeRequestOut]:
+    stmt = select(ChangeRequest).where(ChangeRequest.org_id == app.org_id, ChangeRequest.app_name == app.name)
+    if state is not None:
+        stmt = stmt.where(ChangeRequest.state == state)
+    sort = func.coalesce(ChangeRequest.created_at, ChangeRequest.version_at)
+    rows, next_cursor = paginate(session, stmt, [sort, ChangeRequest.id], limit=limit, cursor=cursor, descending=True)
+    items = [versioned_out(ChangeRequestOut, row[0]) for row in rows]
+    return Page(items=items, next_cursor=next_cursor)
+
+
+def list_release_stage_executions(
+    session: Session,
+    *,
+    limit: int,
+    cursor: str | None,
+    org_id: str | None,
+    workflow_sn: str | None,
+    stage_sn: str | None,
+    state: str | None,
+) -> Page[ReleaseStageExecutionOut]:
+    stmt = select(ReleaseStageExecution)
+    for column, value in (
+        (ReleaseStageExecution.org_id, org_id),
+        (ReleaseStageExecution.release_workflow_sn, workflow_sn),
+        (ReleaseStageExecution.release_stage_sn, stage_sn),
+        (ReleaseStageExecution.state, state),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    sort = func.coalesce(ReleaseStageExecution.started_at, ReleaseStageExecution.version_at)
+    rows, next_cursor = paginate(
+        session, stmt, [sort, ReleaseStageExecution.id], limit=limit, cursor=cursor, descending=True
+    )
+    items = [versioned_out(ReleaseStageExecutionOut, row[0]) for row in rows]
+    return Page(items=items, next_cursor=next_cursor)

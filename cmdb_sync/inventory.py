@@ -1,0 +1,323 @@
+"""The read side: current state by the contract's rules, in pages, with a fixed number of queries.
+
+Plain functions of a session; the HTTP layer (``api.inventory``) only parses and shapes. Each list
+is one keyset query plus one ``selectin`` query per child collection, whatever the page size.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, exists, select
+from sqlalchemy.orm import Session, selectinload
+
+from cmdb_sync.api.schemas import (
+    AppOut,
+    DeploymentOut,
+    EnvOut,
+    EventDetailOut,
+    EventOut,
+    OrchestrationOut,
+    Page,
+    RevisionOut,
+    VariableGroupOut,
+    VariableOut,
+    versioned_out,
+)
+from cmdb_sync.errors import Ambiguous, BadRequest, NotFound
+from cmdb_sync.history import current_deployments, envs_running_artifact
+from cmdb_sync.models import App, Env, EnvLabel, Event, Orchestration, VariableGroup
+from cmdb_sync.pagination import paginate
+from cmdb_sync.visibility import effective_deleted_at, owned_by
+
+MAX_ORGS_LISTED = 50
+
+
+@dataclass(frozen=True)
+class Window:
+    """What every list takes: how many, from where, and whether tombstones are shown."""
+
+    limit: int
+    cursor: str | None
+    include_deleted: bool = False
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def parse_label_filters(labels: list[str] | None) -> list[tuple[str, str]]:
+    pairs = []
+    for label in labels or ():
+        name, sep, value = label.partition("=")
+        if not sep or not name:
+            msg = f"label: {label!r} is not name=value"
+            raise BadRequest(msg, field="label")
+        pairs.append((name, value))
+    return pairs
+
+
+# --- apps ----------------------------------------------------------------------------------------
+
+
+def app_out(app: App) -> AppOut:
+    return versioned_out(AppOut, app)
+
+
+def resolve_app(session: Session, name: str, org_id: str | None, include_deleted: bool) -> App:
+    """The one app a path names: 404 when none, 409 listing the orgs when the name is in several."""
+    stmt = select(App).where(App.name == name)
+    if org_id is not None:
+        stmt = stmt.where(App.org_id == org_id)
+    if not include_deleted:
+        stmt = stmt.where(App.deleted_at.is_(None))
+    apps = session.scalars(stmt.order_by(App.org_id).limit(MAX_ORGS_LISTED)).all()
+    if not apps:
+        where = f" in org {org_id!r}" if org_id is not None else ""
+        msg = f"app {name!r} not found{where}"
+        raise NotFound(msg)
+    if len(apps) > 1:
+        orgs = [app.org_id for app in apps]
+        msg = f"app {name!r} exists in {len(orgs)} orgs: pass org_id to choose one"
+        raise Ambiguous(msg, orgs=orgs)
+    return apps[0]
+
+
+def list_apps(session: Session, window: Window, *, q: str | None, org_id: str | None) -> Page[AppOut]:
+    stmt = select(App)
+    if q:
+        stmt = stmt.where(App.name.ilike(_like(q), escape="\\"))
+    if org_id is not None:
+        stmt = stmt.where(App.org_id == org_id)
+    if not window.include_deleted:
+        stmt = stmt.where(App.deleted_at.is_(None))
+    rows, next_cursor = paginate(session, stmt, [App.name, App.org_id], limit=window.limit, cursor=window.cursor)
+    return Page(items=[app_out(row[0]) for row in rows], next_cursor=next_cursor)
+
+
+def get_app(session: Session, name: str, *, org_id: str | None, include_deleted: bool) -> AppOut:
+    return app_out(resolve_app(session, name, org_id, include_deleted))
+
+
+# --- envs ----------------------------------------------------------------------------------------
+
+
+def env_out(env: Env, deleted_at: datetime | None, deployment: DeploymentOut | None) -> EnvOut:
+    return versioned_out(EnvOut, env, deleted_at=deleted_at, current_deployment=deployment)
+
+
+def _env_select(include_deleted: bool) -> Select[Any]:
+    deleted_at = effective_deleted_at(Env)
+    stmt = (
+        select(Env, deleted_at.label("effective_deleted_at"))
+        .join(App, owned_by(Env))
+        .options(selectinload(Env.labels), selectinload(Env.profiles))
+    )
+    return stmt if include_deleted else stmt.where(deleted_at.is_(None))
+
+
+def _envs_page(session: Session, stmt: Select[Any], keys: list[Any], window: Window) -> Page[EnvOut]:
+    rows, next_cursor = paginate(session, stmt, keys, limit=window.limit, cursor=window.cursor)
+    envs = [row[0] for row in rows]
+    deployments = current_deployments(session, envs)
+    items = [env_out(row[0], row[1], deployments.get(row[0].id)) for row in rows]
+    return Page(items=items, next_cursor=next_cursor)
+
+
+def list_app_envs(session: Session, app_name: str, window: Window, *, org_id: str | None) -> Page[EnvOut]:
+    app = resolve_app(session, app_name, org_id, window.include_deleted)
+    stmt = _env_select(window.include_deleted).where(Env.org_id == app.org_id, Env.app_name == app.name)
+    return _envs_page(session, stmt, [Env.name, Env.id], window)
+
+
+def list_envs(
+    session: Session,
+    window: Window,
+    *,
+    app: str | None,
+    org_id: str | None,
+    labels: list[tuple[str, str]],
+    artifact: str | None = None,
+) -> Page[EnvOut]:
+    stmt = _env_select(window.include_deleted)
+    if app is not None:
+        stmt = stmt.where(Env.app_name == app)
+    if org_id is not None:
+        stmt = stmt.where(Env.org_id == org_id)
+    for name, value in labels:
+        stmt = stmt.where(
+            exists().where(EnvLabel.env_id == Env.id, EnvLabel.name == name, EnvLabel.value == value)
+        )
+    if artifact:
+        stmt = stmt.where(envs_running_artifact(_like(artifact)))
+    return _envs_page(session, stmt, [Env.app_name, Env.name, Env.org_id], window)
+
+
+def get_env(session: Session, app_name: str, env_name: str, *, org_id: str | None, include_deleted: bool) -> EnvOut:
+    app = resolve_app(session, app_name, org_id, include_deleted)
+    stmt = _env_select(include_deleted).where(
+        Env.org_id == app.org_id, Env.app_name == app.name, Env.name == env_name
+    )
+    row = session.execute(stmt).one_or_none()
+    if row is None:
+        msg = f"env {env_name!r} of app {app_name!r} not found"
+        raise NotFound(msg)
+    return env_out(row[0], row[1], current_deployments(session, [row[0]]).get(row[0].id))
+
+
+# --- variable groups -----------------------------------------------------------------------------
+
+
+def variable_group_out(group: VariableGroup, deleted_at: datetime | None, *, reveal: bool) -> VariableGroupOut:
+    """Values are sensitive: masked (null, ``masked: true``) unless revealed to an admin."""
+    variables = [
+        VariableOut(key=v.key, value=v.value if reveal else None, description=v.description, masked=not reveal)
+        for v in group.variables
+    ]
+    return versioned_out(VariableGroupOut, group, deleted_at=deleted_at, vars=variables)
+
+
+def _group_select(app: App, include_deleted: bool) -> Select[Any]:
+    deleted_at = effective_deleted_at(VariableGroup)
+    stmt = (
+        select(VariableGroup, deleted_at.label("effective_deleted_at"))
+        .join(App, owned_by(VariableGroup))
+        .where(VariableGroup.org_id == app.org_id, VariableGroup.app_name == app.name)
+        .options(selectinload(VariableGroup.variables))
+    )
+    return stmt if include_deleted else stmt.where(deleted_at.is_(None))
+
+
+def list_variable_groups(
+    session: Session, app_name: str, window: Window, *, org_id: str | None, reveal: bool
+) -> Page[VariableGroupOut]:
+    app = resolve_app(session, app_name, org_id, window.include_deleted)
+    rows, next_cursor = paginate(
+        session,
+        _group_select(app, window.include_deleted),
+        [VariableGroup.name, VariableGroup.id],
+        limit=window.limit,
+        cursor=window.cursor,
+    )
+    return Page(items=[variable_group_out(r[0], r[1], reveal=reveal) for r in rows], next_cursor=next_cursor)
+
+
+def get_variable_group(
+    session: Session, app_name: str, name: str, *, org_id: str | None, include_deleted: bool, reveal: bool
+) -> VariableGroupOut:
+    app = resolve_app(session, app_name, org_id, include_deleted)
+    row = session.execute(_group_select(app, include_deleted).where(VariableGroup.name == name)).one_or_none()
+    if row is None:
+        msg = f"variable group {name!r} of app {app_name!r} not found"
+        raise NotFound(msg)
+    return variable_group_out(row[0], row[1], reveal=reveal)
+
+
+# --- orchestrations ------------------------------------------------------------------------------
+
+
+def orchestration_out(orchestration: Orchestration, deleted_at: datetime | None) -> OrchestrationOut:
+    revision = RevisionOut(
+        sha=orchestration.revision_sha,
+        message=orchestration.revision_message,
+        author=orchestration.revision_author,
+        commit_time=orchestration.revision_commit_time,
+    )
+    has_revision = any(value is not None for value in revision.model_dump().values())
+    return versioned_out(
+        OrchestrationOut, orchestration, deleted_at=deleted_at, revision=revision if has_revision else None
+    )
+
+
+def _orchestration_select(app: App, include_deleted: bool) -> Select[Any]:
+    deleted_at = effective_deleted_at(Orchestration)
+    stmt = (
+        select(Orchestration, deleted_at.label("effective_deleted_at"))
+        .join(App, owned_by(Orchestration))
+        .where(Orchestration.org_id == app.org_id, Orchestration.app_name == app.name)
+        .options(
+            selectinload(Orchestration.labels),
+            selectinload(Orchestration.placeholders),
+            selectinload(Orchestration.components),
+        )
+    )
+    return stmt if include_deleted else stmt.where(deleted_at.is_(None))
+
+
+def list_orchestrations(
+    session: Session, app_name: str, window: Window, *, org_id: str | None
+) -> Page[OrchestrationOut]:
+    app = resolve_app(session, app_name, org_id, window.include_deleted)
+    rows, next_cursor = paginate(
+        session,
+        _orchestration_select(app, window.include_deleted),
+        [Orchestration.sn, Orchestration.id],
+        limit=window.limit,
+        cursor=window.cursor,
+    )
+    return Page(items=[orchestration_out(r[0], r[1]) for r in rows], next_cursor=next_cursor)
+
+
+def get_orchestration(
+    session: Session, app_name: str, sn: str, *, org_id: str | None, include_deleted: bool
+) -> OrchestrationOut:
+    app = resolve_app(session, app_name, org_id, include_deleted)
+    row = session.execute(_orchestration_select(app, include_deleted).where(Orchestration.sn == sn)).one_or_none()
+    if row is None:
+        msg = f"orchestration {sn!r} of app {app_name!r} not found"
+        raise NotFound(msg)
+    return orchestration_out(row[0], row[1])
+
+
+# --- the journal ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventFilters:
+    kind: str | None = None
+    action: str | None = None
+    app: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def event_out(event: Event) -> EventOut:
+    return EventOut.model_validate(event)
+
+
+def list_events(session: Session, window: Window, filters: EventFilters) -> Page[EventOut]:
+    """The journal, newest received first; ``since``/``until`` bound the event time (until exclusive)."""
+    stmt = select(Event)
+    for column, value in (
+        (Event.kind, filters.kind),
+        (Event.action, filters.action),
+        (Event.app, filters.app),
+        (Event.status, filters.status),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if filters.since is not None:
+        stmt = stmt.where(Event.time >= filters.since)
+    if filters.until is not None:
+        stmt = stmt.where(Event.time < filters.until)
+    rows, next_cursor = paginate(
+        session, stmt, [Event.received_at, Event.id], limit=window.limit, cursor=window.cursor, descending=True
+    )
+    return Page(items=[event_out(row[0]) for row in rows], next_cursor=next_cursor)
+
+
+def get_event(session: Session, event_id: str) -> EventDetailOut:
+    event = session.get(Event, event_id)
+    if event is None:
+        msg = f"event {event_id!r} not found"
+        raise NotFound(msg)
+    try:
+        body: Any = json.loads(event.body)
+    except ValueError:
+        body = event.body
+    return EventDetailOut(**event_out(event).model_dump(), headers=event.headers, body=body)
