@@ -100,12 +100,21 @@ class Envelope:
     attributes: Any
 
 
+def _utf8_header(value: str) -> str:
+    """HTTP header bytes arrive decoded as Latin-1; an app name sent as UTF-8 (a Chinese name, say)
+    is recovered here, and anything that is not UTF-8 is kept as it came."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
 def header(headers: dict[str, str], name: str) -> str | None:
     """Case-insensitive header lookup; an empty value counts as absent."""
     wanted = name.lower()
     for key, value in headers.items():
         if key.lower() == wanted:
-            return value if value != "" else None
+            return _utf8_header(value) if value != "" else None
     return None
 
 

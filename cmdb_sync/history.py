@@ -98,6 +98,12 @@ def envs_running_artifact(pattern: str) -> ColumnElement[bool]:
 # --- change orders -------------------------------------------------------------------------------
 
 
+def _jobs_loaded(*, with_manifests: bool) -> Any:
+    """Jobs, stages and tasks in three queries; the rendered manifests only where asked for."""
+    tasks = selectinload(ChangeOrder.jobs).selectinload(ChangeOrderJob.stages).selectinload(ChangeOrderStage.tasks)
+    return tasks if with_manifests else tasks.options(defer(ChangeOrderTask.deliveries), defer(ChangeOrderTask.spec))
+
+
 def list_change_orders(
     session: Session,
     app: App,

@@ -217,7 +217,9 @@ def post_delivery(client: TestClient, delivery: dict[str, Any], *, token: str | 
         headers["X-AppStack-Token"] = token
     payload = body if body is not None else json.dumps(delivery["body"], ensure_ascii=False).encode()
     headers["Content-Type"] = "application/json"
-    return client.post("/webhooks/appstack", content=payload, headers=headers)
+    # header values go on the wire as UTF-8 bytes, as a sender with a Chinese app name would send them
+    encoded = {key: value.encode() for key, value in headers.items()}
+    return client.post("/webhooks/appstack", content=payload, headers=encoded)
 
 
 @pytest.fixture
