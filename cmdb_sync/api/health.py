@@ -7,6 +7,7 @@ from litestar import Request, Response, get
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from cmdb_sync.api.schemas import problem_responses
 from cmdb_sync.errors import DatabaseUnavailable
 from cmdb_sync.migrate import current_revision, head_revision
 from cmdb_sync.services import Services
@@ -36,6 +37,7 @@ def _readiness(services: Services) -> Health:
     "/readyz",
     summary="Readiness: the database answers and its schema is at the newest migration",
     tags=["operations"],
+    responses=problem_responses(503),
 )
 async def readyz(request: Request) -> Health:
     return await anyio.to_thread.run_sync(_readiness, request.app.state.services)

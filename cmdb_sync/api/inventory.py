@@ -26,6 +26,7 @@ from cmdb_sync.api.schemas import (
     Page,
     ReleaseStageExecutionOut,
     VariableGroupOut,
+    problem_responses,
 )
 from cmdb_sync.errors import BadRequest
 from cmdb_sync.inventory import EventFilters, Window
@@ -45,7 +46,8 @@ def session_of(request: Request) -> Session:
 
 
 async def reject_unknown_query_parameters(request: Request) -> None:
-    """Unknown query parameters are a 400, not silently ignored: a typo must not widen a query."""
+    """Unknown query parameters are a 400, not silently ignored: a typo must not widen a query.
+    NUL, which no stored name contains, is refused before it reaches the database."""
     allowed = set()
     for name, field in request.route_handler.parsed_fn_signature.parameters.items():
         alias = getattr(field.kwarg_definition, "name", None)
@@ -54,6 +56,10 @@ async def reject_unknown_query_parameters(request: Request) -> None:
     if unknown:
         msg = f"unknown query parameter(s): {', '.join(unknown)}"
         raise BadRequest(msg, unknown=unknown)
+    values = [*request.path_params.values(), *(v for _, v in request.query_params.multi_items())]
+    if any("\x00" in str(value) for value in values):
+        msg = "parameters may not contain U+0000 (stored names hold U+FFFD in its place)"
+        raise BadRequest(msg)
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -69,13 +75,18 @@ def allow_reveal(who: NamedDependency[Principal], reveal: bool) -> bool:
     return reveal
 
 
+LIST_PROBLEMS = problem_responses(400, 401, 403, 409, 503)
+ONE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 503)
+NESTED_LIST_PROBLEMS = ONE_PROBLEMS  # a list under an app answers 404 when the app is not there
+
+
 class InventoryController(Controller):
     path = "/api/v1"
     tags = ["inventory"]
     dependencies = {"who": Provide(principal, sync_to_thread=False)}
     before_request = reject_unknown_query_parameters
 
-    @get("/apps", sync_to_thread=True, summary="Apps")
+    @get("/apps", responses=LIST_PROBLEMS, sync_to_thread=True, summary="Apps")
     def list_apps(
         self,
         request: Request,
@@ -89,14 +100,14 @@ class InventoryController(Controller):
         with session_of(request) as session:
             return inventory.list_apps(session, Window(limit, cursor, include_deleted), q=q, org_id=org_id)
 
-    @get("/apps/{app:str}", sync_to_thread=True, summary="An app")
+    @get("/apps/{app:str}", responses=ONE_PROBLEMS, sync_to_thread=True, summary="An app")
     def get_app(
         self, request: Request, who: NamedDependency[Principal], app: FromPath[str], org_id: OrgId = None, include_deleted: IncludeDeleted = False
     ) -> AppOut:
         with session_of(request) as session:
             return inventory.get_app(session, app, org_id=org_id, include_deleted=include_deleted)
 
-    @get("/apps/{app:str}/envs", sync_to_thread=True, summary="An app's environments")
+    @get("/apps/{app:str}/envs", responses=NESTED_LIST_PROBLEMS, sync_to_thread=True, summary="An app's environments")
     def list_app_envs(
         self,
         request: Request,
@@ -110,7 +121,7 @@ class InventoryController(Controller):
         with session_of(request) as session:
             return inventory.list_app_envs(session, app, Window(limit, cursor, include_deleted), org_id=org_id)
 
-    @get("/apps/{app:str}/envs/{env:str}", sync_to_thread=True, summary="An environment, with its current deployment")
+    @get("/apps/{app:str}/envs/{env:str}", responses=ONE_PROBLEMS, sync_to_thread=True, summary="An environment, with its current deployment")
     def get_env(
         self,
         request: Request,
@@ -123,7 +134,7 @@ class InventoryController(Controller):
         with session_of(request) as session:
             return inventory.get_env(session, app, env, org_id=org_id, include_deleted=include_deleted)
 
-    @get("/envs", sync_to_thread=True, summary="Environments across apps")
+    @get("/envs", responses=LIST_PROBLEMS, sync_to_thread=True, summary="Environments across apps")
     def list_envs(
         self,
         request: Request,
@@ -151,7 +162,7 @@ class InventoryController(Controller):
                 artifact=artifact,
             )
 
-    @get("/apps/{app:str}/variable-groups", sync_to_thread=True, summary="An app's variable groups")
+    @get("/apps/{app:str}/variable-groups", responses=NESTED_LIST_PROBLEMS, sync_to_thread=True, summary="An app's variable groups")
     def list_variable_groups(
         self,
         request: Request,
@@ -169,7 +180,7 @@ class InventoryController(Controller):
                 session, app, Window(limit, cursor, include_deleted), org_id=org_id, reveal=revealed
             )
 
-    @get("/apps/{app:str}/variable-groups/{name:str}", sync_to_thread=True, summary="A variable group")
+    @get("/apps/{app:str}/variable-groups/{name:str}", responses=ONE_PROBLEMS, sync_to_thread=True, summary="A variable group")
     def get_variable_group(
         self,
         request: Request,
@@ -186,7 +197,7 @@ class InventoryController(Controller):
                 session, app, name, org_id=org_id, include_deleted=include_deleted, reveal=revealed
             )
 
-    @get("/apps/{app:str}/orchestrations", sync_to_thread=True, summary="An app's orchestrations")
+    @get("/apps/{app:str}/orchestrations", responses=NESTED_LIST_PROBLEMS, sync_to_thread=True, summary="An app's orchestrations")
     def list_orchestrations(
         self,
         request: Request,
@@ -200,7 +211,7 @@ class InventoryController(Controller):
         with session_of(request) as session:
             return inventory.list_orchestrations(session, app, Window(limit, cursor, include_deleted), org_id=org_id)
 
-    @get("/apps/{app:str}/orchestrations/{sn:str}", sync_to_thread=True, summary="An orchestration")
+    @get("/apps/{app:str}/orchestrations/{sn:str}", responses=ONE_PROBLEMS, sync_to_thread=True, summary="An orchestration")
     def get_orchestration(
         self,
         request: Request,
@@ -213,7 +224,7 @@ class InventoryController(Controller):
         with session_of(request) as session:
             return inventory.get_orchestration(session, app, sn, org_id=org_id, include_deleted=include_deleted)
 
-    @get("/apps/{app:str}/change-orders", sync_to_thread=True, summary="An app's deployments, newest first")
+    @get("/apps/{app:str}/change-orders", responses=NESTED_LIST_PROBLEMS, sync_to_thread=True, summary="An app's deployments, newest first")
     def list_change_orders(
         self,
         request: Request,
@@ -231,12 +242,12 @@ class InventoryController(Controller):
             owner = inventory.resolve_app(session, app, org_id, include_deleted=True)
             return history.list_change_orders(session, owner, limit=limit, cursor=cursor, env=env, state=state_filter)
 
-    @get("/change-orders/{sn:str}", sync_to_thread=True, summary="A deployment, with its rendered manifests")
+    @get("/change-orders/{sn:str}", responses=ONE_PROBLEMS, sync_to_thread=True, summary="A deployment, with its rendered manifests")
     def get_change_order(self, request: Request, who: NamedDependency[Principal], sn: FromPath[str], org_id: OrgId = None) -> ChangeOrderDetailOut:
         with session_of(request) as session:
             return history.get_change_order(session, sn, org_id=org_id)
 
-    @get("/apps/{app:str}/change-requests", sync_to_thread=True, summary="An app's change requests, newest first")
+    @get("/apps/{app:str}/change-requests", responses=NESTED_LIST_PROBLEMS, sync_to_thread=True, summary="An app's change requests, newest first")
     def list_change_requests(
         self,
         request: Request,
@@ -251,7 +262,7 @@ class InventoryController(Controller):
             owner = inventory.resolve_app(session, app, org_id, include_deleted=True)
             return history.list_change_requests(session, owner, limit=limit, cursor=cursor, state=state_filter)
 
-    @get("/release-stage-executions", sync_to_thread=True, summary="Pipeline runs of release stages, newest first")
+    @get("/release-stage-executions", responses=LIST_PROBLEMS, sync_to_thread=True, summary="Pipeline runs of release stages, newest first")
     def list_release_stage_executions(
         self,
         request: Request,
@@ -274,7 +285,7 @@ class InventoryController(Controller):
                 state=state_filter,
             )
 
-    @get("/events", sync_to_thread=True, summary="The event journal, newest received first (admin)")
+    @get("/events", responses=LIST_PROBLEMS, sync_to_thread=True, summary="The event journal, newest received first (admin)")
     def list_events(
         self,
         request: Request,
@@ -295,7 +306,7 @@ class InventoryController(Controller):
         with session_of(request) as session:
             return inventory.list_events(session, Window(limit, cursor), filters)
 
-    @get("/events/{event_id:str}", sync_to_thread=True, summary="One journaled delivery: headers and body (admin)")
+    @get("/events/{event_id:str}", responses=ONE_PROBLEMS, sync_to_thread=True, summary="One journaled delivery: headers and body (admin)")
     def get_event(self, request: Request, who: NamedDependency[Principal], event_id: FromPath[str]) -> EventDetailOut:
         who.require_admin("the event journal")
         with session_of(request) as session:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
-from cmdb_sync.errors import CmdbSyncError, DatabaseUnavailable
+from cmdb_sync.errors import BadRequest, CmdbSyncError, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,11 @@ def database_problem(exc: SQLAlchemyError) -> ProblemDetailsException:
     return domain_problem(DatabaseUnavailable("database unavailable; retry later"))
 
 
+def data_problem(exc: DataError) -> ProblemDetailsException:
+    log.info("value refused by the database: %s", exc.orig)
+    return domain_problem(BadRequest("a value in the request cannot be used by the database"))
+
+
 def unexpected_problem(exc: Exception) -> ProblemDetailsException:
     log.exception("unexpected error", exc_info=exc)
     return ProblemDetailsException(status_code=500, title="Internal error", detail="unexpected error; it was logged")
@@ -44,6 +49,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
             exception_to_problem_detail_map={
                 CmdbSyncError: domain_problem,
                 SQLAlchemyError: database_problem,
+                DataError: data_problem,
                 Exception: unexpected_problem,
             },
         )

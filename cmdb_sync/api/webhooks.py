@@ -8,9 +8,11 @@ from typing import Literal
 import anyio
 from litestar import Request, Response, post
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.openapi.datastructures import ResponseSpec
 from pydantic import BaseModel
 
 from cmdb_sync.api.auth import token_accepted
+from cmdb_sync.api.schemas import problem_responses
 from cmdb_sync.errors import BadDelivery, DatabaseUnavailable, PayloadTooLarge, Unauthorized
 from cmdb_sync.events import header
 from cmdb_sync.ingest import FAILED, UNSUPPORTED, IngestResult, ingest
@@ -55,6 +57,10 @@ def acknowledge(result: IngestResult) -> Response[WebhookAck]:
     ),
     status_code=200,
     tags=["webhooks"],
+    responses={
+        202: ResponseSpec(data_container=WebhookAck, description="Journaled, not projected: unsupported or failed"),
+        **problem_responses(400, 401, 413, 503),
+    },
 )
 async def receive_webhook(request: Request) -> Response[WebhookAck]:
     services: Services = request.app.state.services
