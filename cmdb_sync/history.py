@@ -125,7 +125,7 @@ def list_change_orders(
             exists().where(ChangeOrderJob.change_order_id == ChangeOrder.id, ChangeOrderJob.env_name == env)
         )
     sort = func.coalesce(ChangeOrder.started_at, ChangeOrder.version_at)
-    rows, next_cursor = paginate(session, stmt, [sort, ChangeOrder.id], limit=limit, cursor=cursor, descending=True)
+    rows, next_cursor = paginate(session, stmt, [sort, ChangeOrder.sn], limit=limit, cursor=cursor, descending=True)
     items = [versioned_out(ChangeOrderOut, row[0]) for row in rows]
     return Page(items=items, next_cursor=next_cursor)
 
@@ -155,7 +155,7 @@ def list_change_requests(
     if state is not None:
         stmt = stmt.where(ChangeRequest.state == state)
     sort = func.coalesce(ChangeRequest.created_at, ChangeRequest.version_at)
-    rows, next_cursor = paginate(session, stmt, [sort, ChangeRequest.id], limit=limit, cursor=cursor, descending=True)
+    rows, next_cursor = paginate(session, stmt, [sort, ChangeRequest.sn], limit=limit, cursor=cursor, descending=True)
     items = [versioned_out(ChangeRequestOut, row[0]) for row in rows]
     return Page(items=items, next_cursor=next_cursor)
 
@@ -181,7 +181,18 @@ def list_release_stage_executions(
             stmt = stmt.where(column == value)
     sort = func.coalesce(ReleaseStageExecution.started_at, ReleaseStageExecution.version_at)
     rows, next_cursor = paginate(
-        session, stmt, [sort, ReleaseStageExecution.id], limit=limit, cursor=cursor, descending=True
+        session,
+        stmt,
+        [
+            sort,
+            ReleaseStageExecution.org_id,
+            ReleaseStageExecution.release_workflow_sn,
+            ReleaseStageExecution.release_stage_sn,
+            ReleaseStageExecution.engine_instance_id,
+        ],
+        limit=limit,
+        cursor=cursor,
+        descending=True,
     )
     items = [versioned_out(ReleaseStageExecutionOut, row[0]) for row in rows]
     return Page(items=items, next_cursor=next_cursor)

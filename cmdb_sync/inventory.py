@@ -131,7 +131,7 @@ def _envs_page(session: Session, stmt: Select[Any], keys: list[Any], window: Win
 def list_app_envs(session: Session, app_name: str, window: Window, *, org_id: str | None) -> Page[EnvOut]:
     app = resolve_app(session, app_name, org_id, window.include_deleted)
     stmt = _env_select(window.include_deleted).where(Env.org_id == app.org_id, Env.app_name == app.name)
-    return _envs_page(session, stmt, [Env.name, Env.id], window)
+    return _envs_page(session, stmt, [Env.name], window)
 
 
 def list_envs(
@@ -199,7 +199,7 @@ def list_variable_groups(
     rows, next_cursor = paginate(
         session,
         _group_select(app, window.include_deleted),
-        [VariableGroup.name, VariableGroup.id],
+        [VariableGroup.name],
         limit=window.limit,
         cursor=window.cursor,
     )
@@ -255,7 +255,7 @@ def list_orchestrations(
     rows, next_cursor = paginate(
         session,
         _orchestration_select(app, window.include_deleted),
-        [Orchestration.sn, Orchestration.id],
+        [Orchestration.sn],
         limit=window.limit,
         cursor=window.cursor,
     )

@@ -1,7 +1,8 @@
 """Keyset pagination with opaque cursors.
 
 A cursor holds the sort key of the last row served; the next page is the rows strictly after it
-in a total order (every key ends in a unique column). Rows inserted between two pages therefore
+in a total order (every key is unique within the list). Keys are natural (names, sns), never
+surrogate ids, so a cursor means the same after ``replay --rebuild``. Rows inserted between two pages therefore
 never shift the page boundary: nothing already listed repeats and nothing listed before is skipped.
 """
 
