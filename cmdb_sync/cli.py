@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
+from datetime import UTC, datetime
+from typing import TextIO
 
 import click
+import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
 from cmdb_sync import migrate
 from cmdb_sync.db import make_engine
+from cmdb_sync.progress import ProgressReporter, reporting
 from cmdb_sync.settings import ConfigError, Settings, load_settings
 
 
@@ -135,3 +140,153 @@ def current() -> None:
     head = migrate.head_revision()
     state = "up to date" if revision == head else "behind: run `cmdb-sync db upgrade`"
     click.echo(f"current: {revision or 'none'}\nnewest:  {head}\n{state}")
+
+
+def _session_factory(settings: Settings):  # type: ignore[no-untyped-def]
+    """Sessions on a database at the newest migration: the SQLite default is migrated here, as
+    `serve` does; a PostgreSQL schema that is behind is refused."""
+    from cmdb_sync.db import make_session_factory
+
+    if settings.is_sqlite:
+        migrate.upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    if not migrate.is_at_head(engine):
+        engine.dispose()
+        msg = "the database schema is not at the newest migration: run `cmdb-sync db upgrade` first"
+        raise click.ClickException(msg)
+    return make_session_factory(engine)
+
+
+class IsoTime(click.ParamType):
+    """ISO-8601, with an offset or ``Z``; without one it is read as UTC."""
+
+    name = "ISO-8601"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            parsed = value
+        else:
+            try:
+                parsed = datetime.fromisoformat(str(value))
+            except ValueError:
+                self.fail(f"{value!r} is not ISO-8601 (e.g. 2024-07-29T07:00:00Z)", param, ctx)
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _finish(reporter: ProgressReporter, what: str) -> None:
+    click.echo(f"{what}: {reporter.tally.summary()}", err=True)
+
+
+@main.command()
+@click.option("--failed", "failed_only", is_flag=True, help="Only events journaled as failed.")
+@click.option("--rebuild", is_flag=True, help="Empty every projection and re-apply the whole journal.")
+@click.option("--since", type=IsoTime(), help="Only events at or after this event time (ISO-8601; UTC unless an offset).")
+@click.option("--kind", help="Only events of this objectKind.")
+def replay(failed_only: bool, rebuild: bool, since: datetime | None, kind: str | None) -> None:
+    """Re-apply the journal to the projections, in (time, id) order. Safe while the server runs."""
+    from cmdb_sync.replay import Selection
+    from cmdb_sync.replay import replay as run_replay
+
+    if rebuild and (failed_only or since or kind):
+        msg = "--rebuild re-applies the whole journal: it takes no --failed, --since or --kind"
+        raise click.UsageError(msg)
+    settings = _settings()
+    try:
+        session_factory = _session_factory(settings)
+        selection = Selection(failed_only=failed_only, since=since, kind=kind)
+        with reporting("rebuild" if rebuild else "replay") as reporter:
+            run_replay(session_factory, selection, reporter, rebuild=rebuild)
+    except SQLAlchemyError as exc:
+        raise _database_error(exc) from None
+    _finish(reporter, "replayed")
+
+
+@main.command("import")
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+def import_(source: TextIO) -> None:
+    """Ingest archived deliveries from SOURCE ('-' for stdin), one JSON per line: either
+    {"headers": {...}, "body": {...}} or a bare body. Bad lines are reported and skipped."""
+    from cmdb_sync.archive import INVALID, import_lines
+
+    settings = _settings()
+    total = None
+    if source is not sys.stdin and source.seekable():
+        total = sum(1 for line in source if line.strip())
+        source.seek(0)
+    try:
+        session_factory = _session_factory(settings)
+        with reporting("import", total=total) as reporter:
+            import_lines(session_factory, source, reporter)
+    except SQLAlchemyError as exc:
+        raise _database_error(exc) from None
+    _finish(reporter, "imported")
+    if reporter.tally.counts.get(INVALID):
+        sys.exit(2)
+
+
+@main.command()
+@click.option("--since", type=IsoTime(), help="Only events at or after this event time (ISO-8601; UTC unless an offset).")
+@click.option("--kind", help="Only events of this objectKind.")
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write (default stdout).")
+def export(since: datetime | None, kind: str | None, output: TextIO) -> None:
+    """Write the journal as one JSON per line, in the form `import` reads (importing it back is a no-op)."""
+    from cmdb_sync.archive import export_lines, write_lines
+
+    settings = _settings()
+    try:
+        session_factory = _session_factory(settings)
+        with reporting("export") as reporter:
+            write_lines(export_lines(session_factory, since=since, kind=kind), output, reporter)
+    except SQLAlchemyError as exc:
+        raise _database_error(exc) from None
+    output.flush()
+    _finish(reporter, "exported")
+
+
+def appstack_http(base_url: str, token: str) -> httpx.Client:
+    """The HTTP client backfill talks to AppStack with (tests put a fake AppStack behind it)."""
+    return httpx.Client(base_url=base_url, headers={"x-yunxiao-token": token}, timeout=30.0)
+
+
+@main.command()
+@click.option("--org", required=True, help="The AppStack organization id.")
+@click.option("--app", help="Only this app (and nothing is deleted outside it).")
+@click.option("--base-url", default=None, help="OpenAPI base URL (default: the central edition's).")
+@click.option("--edition", type=click.Choice(["central", "region"]), default="central", show_default=True)
+@click.option("--max-delete", default="10%", show_default=True, help="Refuse to delete more than this share of what is held.")
+def backfill(org: str, app: str | None, base_url: str | None, edition: str, max_delete: str) -> None:
+    """Pull the org's current apps, envs, variable groups and orchestrations from the AppStack OpenAPI
+    and ingest them as snapshot events; delete what the source no longer lists. Resumable."""
+    from cmdb_sync.appstack import CENTRAL_BASE_URL, AppStackClient, AppStackError
+    from cmdb_sync.backfill import Backfill, parse_max_delete
+
+    settings = _settings()
+    if not settings.appstack_token:
+        raise click.ClickException("CMDB_SYNC_APPSTACK_TOKEN is not set: a personal access token with read access to AppStack")
+    try:
+        fraction = parse_max_delete(max_delete)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        session_factory = _session_factory(settings)
+        with appstack_http(base_url or CENTRAL_BASE_URL, settings.appstack_token) as http, reporting("backfill") as reporter:
+            client = AppStackClient(http, org=org, edition=edition)
+            report = Backfill(
+                session_factory, client, org=org, app=app, max_delete=fraction, reporter=reporter
+            ).run()
+    except AppStackError as exc:
+        raise click.ClickException(f"{exc.detail} (progress is kept: run the same command again to resume)") from None
+    except SQLAlchemyError as exc:
+        raise _database_error(exc) from None
+    resumed = " (resumed)" if report.resumed else ""
+    click.echo(
+        f"backfill {report.run_id}{resumed}: {report.apps_seen} apps ({report.apps_skipped} done before), "
+        f"{reporter.tally.summary()}, {client.requests} requests to AppStack",
+        err=True,
+    )
+    if report.deletions_withheld:
+        msg = (
+            f"{report.to_delete} of {report.held} held objects are gone from the source, more than "
+            f"--max-delete {max_delete}: nothing was deleted. Check the org, then rerun with a larger --max-delete."
+        )
+        raise click.ClickException(msg)

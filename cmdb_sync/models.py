@@ -374,6 +374,21 @@ class ReleaseStageExecution(Versioned, Base):
     )
 
 
+class BackfillRun(Base):
+    """One ``cmdb-sync backfill`` of an org (or of one app): what a second run needs to resume it."""
+
+    __tablename__ = "backfill_runs"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    org_id: Mapped[str] = mapped_column(String)
+    scope: Mapped[str] = mapped_column(String, comment="the app it was limited to, or '' for the whole org")
+    started_at: Mapped[datetime] = mapped_column(comment="objects not seen since this time are gone from the source")
+    finished_at: Mapped[datetime | None]
+    completed_apps: Mapped[list[Any]] = mapped_column(comment="apps whose objects are all ingested")
+
+    __table_args__ = (Index(None, "org_id", "scope", "finished_at"),)
+
+
 PROJECTION_TABLES = [
     # children first, so a rebuild can empty them in this order
     ChangeOrderTask.__table__,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from cmdb_sync.db import make_engine, make_session_factory
+from cmdb_sync.db import make_engine, make_read_session_factory, make_session_factory
 from cmdb_sync.metrics import Metrics
 from cmdb_sync.settings import Settings
 
@@ -17,9 +17,10 @@ class Services:
     settings: Settings
     engine: Engine
     session_factory: sessionmaker[Session]
+    read_session_factory: sessionmaker[Session]
     metrics: Metrics
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-        return cls(settings, engine, make_session_factory(engine), Metrics())
+        return cls(settings, engine, make_session_factory(engine), make_read_session_factory(engine), Metrics())

@@ -42,7 +42,7 @@ Reveal = Annotated[bool, QueryParameter(description="serve variable values (admi
 
 def session_of(request: Request) -> Session:
     services: Services = request.app.state.services
-    return services.session_factory()
+    return services.read_session_factory()
 
 
 async def reject_unknown_query_parameters(request: Request) -> None:

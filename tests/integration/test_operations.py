@@ -1,0 +1,211 @@
+"""Operator commands: replay (--failed, --rebuild), import and export, through the CLI."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from litestar.testing import TestClient
+from sqlalchemy import func, select
+
+from cmdb_sync import migrate
+from cmdb_sync.app import create_app
+from cmdb_sync.cli import main
+from cmdb_sync.ingest import ingest
+from cmdb_sync.models import Env, Event
+from cmdb_sync.projections import REGISTRY
+from cmdb_sync.projections.common import Projection
+from tests.conftest import _empty_all_tables, make_settings, post_delivery
+from tests.helpers import app_event, env_event, orchestration_event, raw, variable_group_event
+
+ADMIN = "admin"
+READ_ROUTES = [
+    "/api/v1/apps?include_deleted=true",
+    "/api/v1/apps",
+    "/api/v1/envs?include_deleted=true&limit=500",
+    "/api/v1/envs",
+    "/api/v1/envs?label=envType=production",
+    "/api/v1/apps/shop/envs?include_deleted=true",
+    "/api/v1/apps/shop/envs/prod?include_deleted=true",
+    "/api/v1/apps/shop/variable-groups?include_deleted=true&reveal=true",
+    "/api/v1/apps/shop/orchestrations?include_deleted=true",
+    "/api/v1/apps/other/envs?include_deleted=true",
+    "/api/v1/apps/myapp-demo/envs?include_deleted=true&org_id=60d54f3daccf2bbd6659f3ad",
+    "/api/v1/apps/myapp-demo/change-orders?org_id=620321f073741507cb7d0cfd",
+    "/api/v1/change-orders/32468993abb14653ae9d86cf5d1cac98",
+    "/api/v1/apps/myapp-demo/change-requests?org_id=630de053ca912501d6c92e10",
+    "/api/v1/release-stage-executions",
+    "/api/v1/envs?limit=2",
+]
+
+
+def cli(url: str, *args: str, input: str | None = None):
+    return CliRunner().invoke(main, list(args), env={"CMDB_SYNC_DATABASE_URL": url}, input=input)
+
+
+def rich_event_set(seed: dict[str, Any]) -> list[dict[str, Any]]:
+    events = list(seed.values())
+    for i in range(12):
+        events.append(env_event("Create", 1000 + i, name=f"env-{i}", labels={"envType": "production", "n": str(i % 3)}))
+        events.append(env_event("Update", 5000 + i, name=f"env-{i}", labels={"envType": "test"}, lock_by="u" if i % 2 else None))
+    events += [
+        app_event("Create", 500, description="first"),
+        app_event("Delete", 3000),
+        app_event("Create", 4000, description="again"),
+        env_event("Create", 6000),
+        env_event("Delete", 7000, name="env-3"),
+        variable_group_event("Create", 1000, values={"a": "1"}),
+        variable_group_event("Update", 4500, values={"a": "2", "b": "3"}),
+        orchestration_event("Create", 2000, sn="old@K"),
+        orchestration_event("Create", 4100, sn="new@K"),
+        env_event("Create", 1000, name="x", app="other", org="org-2"),
+        delivery_with_bad_attributes(),
+    ]
+    return events
+
+
+def delivery_with_bad_attributes() -> dict[str, Any]:
+    event = env_event("Create", 9000, name="bad")
+    event["body"]["objectAttributes"]["labelList"] = "oops"
+    return event
+
+
+def read_everything(client: TestClient) -> dict[str, Any]:
+    answers = {}
+    for route in READ_ROUTES:
+        response = client.get(route, headers={"Authorization": f"Bearer {ADMIN}"})
+        answers[route] = (response.status_code, response.json())
+    return answers
+
+
+@pytest.fixture
+def api(engine, migrated_url):
+    app = create_app(make_settings(migrated_url, api_admin_tokens=[ADMIN]))
+    with TestClient(app) as client:
+        yield client
+
+
+def test_rebuild_serves_exactly_what_was_served_before(api, engine, migrated_url, seed) -> None:
+    for event in rich_event_set(seed):
+        post_delivery(api, event)
+    before = read_everything(api)
+    assert before["/api/v1/apps/shop/envs?include_deleted=true"][0] == 200
+    result = cli(migrated_url, "replay", "--rebuild")
+    assert result.exit_code == 0, result.output
+    assert "failed: 1" in result.output
+    assert read_everything(api) == before
+
+
+def test_rebuild_refuses_narrowing_options(migrated_url) -> None:
+    result = cli(migrated_url, "replay", "--rebuild", "--kind", "Env")
+    assert result.exit_code == 2
+    assert "--rebuild re-applies the whole journal" in result.output
+
+
+def test_replay_failed_applies_events_again_after_a_fix(engine, session_factory, migrated_url, monkeypatch) -> None:
+    def broken(session, envelope) -> str:
+        msg = "a bug in the Env projection"
+        raise RuntimeError(msg)
+
+    monkeypatch.setitem(REGISTRY, "Env", Projection(actions=REGISTRY["Env"].actions, apply=broken))
+    event = env_event("Create", 1000)
+    result = ingest(session_factory, event["headers"], raw(event))
+    assert (result.status, result.error) == ("failed", "RuntimeError: a bug in the Env projection")
+    ingest(session_factory, *(lambda e: (e["headers"], raw(e)))(app_event("Create", 500)))
+    monkeypatch.undo()  # the fix is deployed
+
+    replayed = cli(migrated_url, "replay", "--failed")
+    assert replayed.exit_code == 0, replayed.output
+    assert "1 processed (applied: 1)" in replayed.output
+    with session_factory() as session:
+        stored = session.get(Event, event["body"]["id"])
+        assert session.scalars(select(Env.name)).all() == ["prod"]
+    assert (stored.status, stored.error) == ("applied", None)
+    again = cli(migrated_url, "replay", "--failed")
+    assert "0 processed" in again.output
+
+
+def test_replay_narrowed_by_kind_and_since(engine, session_factory, migrated_url) -> None:
+    for event in (app_event("Create", 1000), env_event("Create", 2000), env_event("Update", 3000, name="b")):
+        ingest(session_factory, event["headers"], raw(event))
+    result = cli(migrated_url, "replay", "--kind", "Env", "--since", "1970-01-01T00:00:02.500")
+    assert result.exit_code == 0, result.output
+    assert "1 processed (stale: 1)" in result.output  # already applied: replaying is idempotent
+
+
+def test_export_then_import_into_the_same_database_changes_nothing(api, engine, migrated_url, seed, tmp_path) -> None:
+    for event in rich_event_set(seed):
+        post_delivery(api, event)
+    before = read_everything(api)
+    exported = cli(migrated_url, "export", "-o", str(tmp_path / "journal.jsonl"))
+    assert exported.exit_code == 0, exported.output
+    lines = (tmp_path / "journal.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(rich_event_set(seed))
+    first = json.loads(lines[0])
+    assert set(first) == {"headers", "body", "received_at"}
+    assert first["headers"]["x-appstack-token"] == "[redacted]"
+    imported = cli(migrated_url, "import", str(tmp_path / "journal.jsonl"))
+    assert imported.exit_code == 0, imported.output
+    assert f"{len(lines)} processed (duplicate: {len(lines)})" in imported.output
+    assert read_everything(api) == before
+
+
+def test_import_of_an_export_into_an_empty_database_rebuilds_the_same_state(api, engine, migrated_url, seed, tmp_path) -> None:
+    for event in rich_event_set(seed):
+        post_delivery(api, event)
+    before = read_everything(api)
+    with engine.connect() as conn:
+        journal_before = conn.execute(select(Event.id, Event.received_at, Event.status).order_by(Event.id)).all()
+    assert cli(migrated_url, "export", "-o", str(tmp_path / "journal.jsonl")).exit_code == 0
+    _empty_all_tables(engine)
+    assert read_everything(api) != before
+    imported = cli(migrated_url, "import", str(tmp_path / "journal.jsonl"))
+    assert imported.exit_code == 0, imported.output
+    assert read_everything(api) == before
+    with engine.connect() as conn:
+        journal_after = conn.execute(select(Event.id, Event.received_at).order_by(Event.id)).all()
+    assert journal_after == [(i, r) for i, r, _ in journal_before]  # received times survive the round trip
+
+
+def test_export_narrowed_by_kind(engine, session_factory, migrated_url) -> None:
+    for event in (app_event("Create", 1000), env_event("Create", 2000)):
+        ingest(session_factory, event["headers"], raw(event))
+    result = cli(migrated_url, "export", "--kind", "Env")
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [json.loads(line)["body"]["objectKind"] for line in lines] == ["Env"]
+
+
+def test_import_from_stdin_with_bad_lines_and_bare_bodies(engine, session_factory, migrated_url, seed) -> None:
+    good = seed["03_Env_Create"]
+    bare_update = seed["04_Env_Update"]["body"]
+    lines = [
+        json.dumps({"headers": good["headers"], "body": good["body"]}, ensure_ascii=False),
+        "{not json",
+        "",
+        json.dumps([1, 2]),
+        json.dumps({"headers": {}, "body": {"objectKind": "Env"}}),
+        json.dumps(bare_update, ensure_ascii=False),
+        json.dumps({"headers": {"X-AppStack-Event": 5}, "body": good["body"]}),
+    ]
+    result = cli(migrated_url, "import", "-", input="\n".join(lines) + "\n")
+    assert result.exit_code == 2  # something was skipped: say so in the exit status too
+    assert "line 2: skipped: not valid JSON" in result.output
+    assert "line 4: skipped: not a JSON object" in result.output
+    assert "line 5: skipped: id: required" in result.output
+    assert "line 7: skipped: headers: must be an object of strings" in result.output
+    assert "6 processed (applied: 2, invalid: 4)" in result.output
+    with session_factory() as session:
+        env = session.scalars(select(Env)).one()
+        events = session.scalar(select(func.count()).select_from(Event))
+    assert env.lock_by == "61c92a37ae805dbacc5b9f78"  # the bare body applied, as an Update of the env
+    assert events == 2
+
+
+def test_operator_commands_refuse_a_postgresql_schema_that_is_behind(databases) -> None:
+    url = databases.fresh("postgresql")
+    migrate.upgrade(url, "0001")
+    result = cli(url, "replay", "--failed")
+    assert result.exit_code == 1
+    assert "cmdb-sync db upgrade" in result.output
