@@ -130,20 +130,22 @@ class AppStackClient:
     def orchestrations(self, app: str) -> Iterator[dict[str, Any]]:
         """The app's orchestrations, each fetched whole (the list may hold summaries).
 
-        The list's paging parameters are not documented: ``current``/``pageSize`` are sent and the
-        walk stops at the last page, a short page, or an empty one.
+        The list's paging parameters are not documented: ``current``/``pageSize`` are sent, and the
+        walk stops at the last page by ``pages``, at an empty page, or at a page with nothing new
+        (a server that ignores ``current`` would otherwise be walked forever).
         """
         current = 1
+        seen: set[str] = set()
         while True:
             page = self.get(f"/apps/{_name(app)}/orchestrations", {"current": current, "pageSize": PAGE_SIZE}) or {}
-            records = [r for r in page.get("records") or [] if isinstance(r, dict)]
-            for record in records:
-                sn = record.get("sn")
-                if isinstance(sn, str):
-                    full = self.get(f"/apps/{_name(app)}/orchestrations/{_name(sn)}")
-                    if isinstance(full, dict):
-                        yield full
+            sns = [r["sn"] for r in page.get("records") or [] if isinstance(r, dict) and isinstance(r.get("sn"), str)]
+            new = [sn for sn in sns if sn not in seen]
+            for sn in new:
+                seen.add(sn)
+                full = self.get(f"/apps/{_name(app)}/orchestrations/{_name(sn)}")
+                if isinstance(full, dict):
+                    yield full
             pages = page.get("pages")
-            if not records or len(records) < PAGE_SIZE or (isinstance(pages, int) and current >= pages):
+            if not new or (isinstance(pages, int) and current >= pages):
                 return
             current += 1
