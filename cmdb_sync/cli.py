@@ -76,6 +76,9 @@ def serve(host: str, port: int, workers: int, run_migrations: bool) -> None:
                 raise click.ClickException(msg)
     except SQLAlchemyError as exc:
         raise _database_error(exc) from None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # before prometheus_client is first imported: it picks its value store at import
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cmdb-sync-metrics-")
     # Build the app once here: what would stop every worker is said once, before any starts.
     from cmdb_sync.app import create_app
 
@@ -83,8 +86,6 @@ def serve(host: str, port: int, workers: int, run_migrations: bool) -> None:
         create_app(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cmdb-sync-metrics-")
     click.echo(f"cmdb-sync listening on http://{host}:{port} ({workers} worker(s))", err=True)
     Server(
         "cmdb_sync.app:app_factory",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine, Table, create_engine, event
@@ -43,6 +45,20 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
 
 READ_ONLY = "cmdb_sync_read_only"
+_SQLITE_WRITERS: dict[str, threading.Lock] = {}
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+def write_lock(session_factory: sessionmaker[Session]) -> AbstractContextManager[Any]:
+    """On SQLite, writers of one process queue on a lock rather than on SQLite's busy handler,
+    whose sleep-and-retry makes a long latency tail under concurrent deliveries. PostgreSQL needs
+    nothing: its row locks order concurrent writers of one object and let the others run."""
+    engine = session_factory.kw.get("bind")
+    if engine is None or engine.dialect.name != "sqlite":
+        return nullcontext()
+    key = engine.url.render_as_string(hide_password=False)
+    with _SQLITE_WRITERS_GUARD:
+        return _SQLITE_WRITERS.setdefault(key, threading.Lock())
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -19,7 +19,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cmdb_sync.db import upsert
+from cmdb_sync.db import upsert, write_lock
 from cmdb_sync.errors import DatabaseUnavailable, ProjectionError
 from cmdb_sync.events import Envelope, parse_envelope, scrub_nul
 from cmdb_sync.models import Event
@@ -123,7 +123,7 @@ def ingest(
 def _journal_and_project(
     session_factory: sessionmaker[Session], envelope: Envelope, row: dict[str, Any]
 ) -> IngestResult:
-    with session_factory() as session, session.begin():
+    with write_lock(session_factory), session_factory() as session, session.begin():
         inserted = upsert(session, Event.__table__, row, conflict=("id",), returning=Event.__table__.c.id)
         if inserted is None:
             return IngestResult(envelope.id, DUPLICATE)

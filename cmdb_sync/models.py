@@ -142,9 +142,10 @@ class EnvLabel(LabelColumns, Base):
     __tablename__ = "env_labels"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    env_id: Mapped[int] = mapped_column(ForeignKey("envs.id", ondelete="CASCADE"), index=True)
+    env_id: Mapped[int] = mapped_column(ForeignKey("envs.id", ondelete="CASCADE"))
 
-    __table_args__ = (Index(None, "name", "value"),)
+    # (env_id, name, value) answers a label filter's EXISTS per env with one index probe
+    __table_args__ = (Index(None, "name", "value"), Index(None, "env_id", "name", "value"))
 
 
 class EnvProfile(Base):

@@ -20,6 +20,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('env_labels', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_env_labels_env_id'))
+        batch_op.create_index(batch_op.f('ix_env_labels_env_id_name_value'), ['env_id', 'name', 'value'], unique=False)
+
     op.create_table('change_orders',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('sn', sa.String(), nullable=False),
@@ -154,6 +158,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('env_labels', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_env_labels_env_id_name_value'))
+        batch_op.create_index(batch_op.f('ix_env_labels_env_id'), ['env_id'], unique=False)
+
     with op.batch_alter_table('envs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_envs_app_name_name_org_id'))
 
