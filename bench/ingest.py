@@ -18,7 +18,6 @@ import uuid
 from collections import Counter
 
 import httpx
-
 from _common import TOKEN, database, serving
 
 

@@ -20,8 +20,8 @@ import time
 import uuid
 
 import httpx
-
 from _common import ADMIN, database, fill_journal, serving
+
 from cmdb_sync import migrate
 
 

@@ -17,8 +17,9 @@ import tempfile
 import time
 
 from _common import database, fill_journal
-from cmdb_sync import migrate
 from ingest import delivery
+
+from cmdb_sync import migrate
 
 
 def main() -> None:

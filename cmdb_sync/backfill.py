@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cmdb_sync.appstack import AppStackClient
 from cmdb_sync.events import EPOCH
-from cmdb_sync.ingest import now_utc
 from cmdb_sync.ingest import ingest as ingest_delivery
+from cmdb_sync.ingest import now_utc
 from cmdb_sync.models import App, BackfillRun, Env, Event, Orchestration, VariableGroup
 from cmdb_sync.progress import Reporter
 

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -103,28 +104,27 @@ def db() -> None:
     """Schema migrations (Alembic), on the database of CMDB_SYNC_DATABASE_URL."""
 
 
+def _migrate_to(step: Callable[[str, str], None], revision: str) -> None:
+    settings = _settings()
+    try:
+        step(settings.database_url, revision)
+    except SQLAlchemyError as exc:
+        raise _database_error(exc) from None
+    click.echo(f"database at {revision}")
+
+
 @db.command()
 @click.argument("revision", default="head")
 def upgrade(revision: str) -> None:
     """Upgrade the schema (default: to the newest migration)."""
-    settings = _settings()
-    try:
-        migrate.upgrade(settings.database_url, revision)
-    except SQLAlchemyError as exc:
-        raise _database_error(exc) from None
-    click.echo(f"database at {revision}")
+    _migrate_to(migrate.upgrade, revision)
 
 
 @db.command()
 @click.argument("revision", default="-1")
 def downgrade(revision: str) -> None:
     """Downgrade the schema (default: one migration back; 'base' empties it)."""
-    settings = _settings()
-    try:
-        migrate.downgrade(settings.database_url, revision)
-    except SQLAlchemyError as exc:
-        raise _database_error(exc) from None
-    click.echo(f"database at {revision}")
+    _migrate_to(migrate.downgrade, revision)
 
 
 @db.command()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class CmdbSyncError(Exception):
     """A domain error with the HTTP status it stands for at the boundary."""
@@ -53,6 +58,21 @@ class PayloadTooLarge(CmdbSyncError):
 class DatabaseUnavailable(CmdbSyncError):
     status_code = 503
     title = "Database unavailable"
+
+
+def the_one(rows: Sequence[T], what: str, org_id: str | None) -> T:
+    """The one object a name or sn stands for: 404 when none, 409 listing the orgs when several.
+
+    ``rows`` hold an ``org_id`` each and come sorted by it."""
+    if not rows:
+        where = f" in org {org_id!r}" if org_id is not None else ""
+        msg = f"{what} not found{where}"
+        raise NotFound(msg)
+    if len(rows) > 1:
+        orgs = [row.org_id for row in rows]  # type: ignore[attr-defined]
+        msg = f"{what} exists in {len(orgs)} orgs: pass org_id to choose one"
+        raise Ambiguous(msg, orgs=orgs)
+    return rows[0]
 
 
 class ProjectionError(Exception):

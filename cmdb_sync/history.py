@@ -22,7 +22,7 @@ from cmdb_sync.api.schemas import (
     ReleaseStageExecutionOut,
     versioned_out,
 )
-from cmdb_sync.errors import Ambiguous, NotFound
+from cmdb_sync.errors import the_one
 from cmdb_sync.models import (
     App,
     ChangeOrder,
@@ -36,6 +36,7 @@ from cmdb_sync.models import (
 from cmdb_sync.pagination import paginate
 
 SUCCESS = "SUCCESS"
+MAX_ORGS_LISTED = 50
 
 
 def _newest_first(job: Any) -> list[Any]:
@@ -134,15 +135,8 @@ def get_change_order(session: Session, sn: str, *, org_id: str | None) -> Change
     stmt = select(ChangeOrder).where(ChangeOrder.sn == sn).options(_jobs_loaded(with_manifests=True))
     if org_id is not None:
         stmt = stmt.where(ChangeOrder.org_id == org_id)
-    orders = session.scalars(stmt.order_by(ChangeOrder.org_id).limit(50)).all()
-    if not orders:
-        msg = f"change order {sn!r} not found"
-        raise NotFound(msg)
-    if len(orders) > 1:
-        orgs = [order.org_id for order in orders]
-        msg = f"change order {sn!r} exists in {len(orgs)} orgs: pass org_id to choose one"
-        raise Ambiguous(msg, orgs=orgs)
-    return versioned_out(ChangeOrderDetailOut, orders[0])
+    orders = session.scalars(stmt.order_by(ChangeOrder.org_id).limit(MAX_ORGS_LISTED)).all()
+    return versioned_out(ChangeOrderDetailOut, the_one(orders, f"change order {sn!r}", org_id))
 
 
 # --- change requests and release stage executions ------------------------------------------------

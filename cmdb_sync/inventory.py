@@ -27,7 +27,7 @@ from cmdb_sync.api.schemas import (
     VariableOut,
     versioned_out,
 )
-from cmdb_sync.errors import Ambiguous, BadRequest, NotFound
+from cmdb_sync.errors import BadRequest, NotFound, the_one
 from cmdb_sync.history import current_deployments, envs_running_artifact
 from cmdb_sync.models import App, Env, EnvLabel, Event, Orchestration, VariableGroup
 from cmdb_sync.pagination import paginate
@@ -75,16 +75,7 @@ def resolve_app(session: Session, name: str, org_id: str | None, include_deleted
         stmt = stmt.where(App.org_id == org_id)
     if not include_deleted:
         stmt = stmt.where(App.deleted_at.is_(None))
-    apps = session.scalars(stmt.order_by(App.org_id).limit(MAX_ORGS_LISTED)).all()
-    if not apps:
-        where = f" in org {org_id!r}" if org_id is not None else ""
-        msg = f"app {name!r} not found{where}"
-        raise NotFound(msg)
-    if len(apps) > 1:
-        orgs = [app.org_id for app in apps]
-        msg = f"app {name!r} exists in {len(orgs)} orgs: pass org_id to choose one"
-        raise Ambiguous(msg, orgs=orgs)
-    return apps[0]
+    return the_one(session.scalars(stmt.order_by(App.org_id).limit(MAX_ORGS_LISTED)).all(), f"app {name!r}", org_id)
 
 
 def list_apps(session: Session, window: Window, *, q: str | None, org_id: str | None) -> Page[AppOut]:

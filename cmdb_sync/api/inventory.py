@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from litestar import Controller, Request, get
-from litestar.di import Provide
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 from sqlalchemy.orm import Session
 

@@ -6,7 +6,15 @@ from sqlalchemy.orm import Session
 
 from cmdb_sync.events import ChangeRequestAttrs, Envelope, parse_attributes
 from cmdb_sync.models import ChangeRequest
-from cmdb_sync.projections.common import APPLIED, STALE, Projection, apply_snapshot, ensure_app, require_app, require_org
+from cmdb_sync.projections.common import (
+    APPLIED,
+    STALE,
+    Projection,
+    apply_snapshot,
+    ensure_app,
+    require_app,
+    require_org,
+)
 
 
 def apply(session: Session, envelope: Envelope) -> str:
