@@ -36,10 +36,18 @@ def delivery(i: int) -> tuple[dict[str, str], bytes]:
             "deployGroupName": "k8s",
             "profiles": [{"name": "vars", "displayName": "vars", "type": "APP"}],
             "spec": {"rolloutStrategy": None, "replicasManagement": "SYSTEM"},
-            "labelList": [{"namespace": "default", "name": "envType", "value": "production"}, {"name": "i", "value": str(i)}],
+            "labelList": [
+                {"namespace": "default", "name": "envType", "value": "production"},
+                {"name": "i", "value": str(i)},
+            ],
         },
     }
-    headers = {"X-AppStack-Event": "Env", "X-AppStack-Action": "Update", "X-AppStack-Token": TOKEN, "X-AppStack-App": f"app-{i % 20}"}
+    headers = {
+        "X-AppStack-Event": "Env",
+        "X-AppStack-Action": "Update",
+        "X-AppStack-Token": TOKEN,
+        "X-AppStack-App": f"app-{i % 20}",
+    }
     return headers, json.dumps(body).encode()
 
 

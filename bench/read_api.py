@@ -39,13 +39,25 @@ def inventory(envs: int):
             "state": "SUCCESS",
             "contextContent": json.dumps({"artifacts": {"image.backend": f"registry/{app}:{i}"}}),
         }
-        job = {"sn": f"j{i}", "envName": env, "state": "SUCCESS", "endedAt": 1_700_000_000_000 + i, "stages": [{"sn": f"s{i}", "tasks": [task]}]}
+        job = {
+            "sn": f"j{i}",
+            "envName": env,
+            "state": "SUCCESS",
+            "endedAt": 1_700_000_000_000 + i,
+            "stages": [{"sn": f"s{i}", "tasks": [task]}],
+        }
         order = {"sn": f"co{i}", "appName": app, "state": "SUCCESS", "version": f"v{i}", "jobs": [job]}
         yield event("ChangeOrder", "StatusUpdate", app, order, i)
 
 
 def event(kind: str, action: str, app: str, attrs: dict, i: int) -> tuple[dict[str, str], bytes]:
-    body = {"id": uuid.uuid4().hex, "orgId": "org-bench", "time": 1_700_000_000_000 + i, "objectKind": kind, "objectAttributes": attrs}
+    body = {
+        "id": uuid.uuid4().hex,
+        "orgId": "org-bench",
+        "time": 1_700_000_000_000 + i,
+        "objectKind": kind,
+        "objectAttributes": attrs,
+    }
     return {"X-AppStack-Event": kind, "X-AppStack-Action": action, "X-AppStack-App": app}, json.dumps(body).encode()
 
 
@@ -73,9 +85,13 @@ def main() -> None:
         started = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "cmdb_sync", "replay", "--rebuild"],
-            env={**os.environ, "CMDB_SYNC_DATABASE_URL": url}, check=True, capture_output=True,
+            env={**os.environ, "CMDB_SYNC_DATABASE_URL": url},
+            check=True,
+            capture_output=True,
         )
-        print(f"backend={args.backend}: {args.envs:,} envs and {args.envs:,} change orders built in {time.perf_counter() - started:.0f} s")
+        print(
+            f"backend={args.backend}: {args.envs:,} envs and {args.envs:,} change orders built in {time.perf_counter() - started:.0f} s"
+        )
         with serving(url) as base, httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}) as client:
             deep = None
             cursor = None

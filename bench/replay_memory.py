@@ -36,7 +36,11 @@ def main() -> None:
             with tempfile.TemporaryFile("w+") as err:
                 child = subprocess.Popen(
                     [sys.executable, "-m", "cmdb_sync", "replay", "--rebuild"],
-                    env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=err, text=True,
+                    env=env,
+                    cwd=workdir,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    text=True,
                 )
                 _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not all children's
                 child.returncode = os.waitstatus_to_exitcode(status)

@@ -27,7 +27,11 @@ INVALID = "invalid"
 EXPORT_BATCH = 500
 # What a bare body's missing headers are taken to be: history kinds only send status updates, and an
 # object kind's snapshot without an action is taken to say the object exists.
-DEFAULT_ACTIONS = {"ChangeOrder": "StatusUpdate", "ChangeRequest": "StatusUpdate", "ReleaseStageExecution": "StatusUpdate"}
+DEFAULT_ACTIONS = {
+    "ChangeOrder": "StatusUpdate",
+    "ChangeRequest": "StatusUpdate",
+    "ReleaseStageExecution": "StatusUpdate",
+}
 DEFAULT_OBJECT_ACTION = "Update"
 
 

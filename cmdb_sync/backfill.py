@@ -157,7 +157,9 @@ class Backfill:
         self.reporter = reporter
         self.clock = clock
 
-    def send(self, run_id: str, kind: str, action: str, app: str | None, attributes: dict[str, Any], *identity: str) -> str:
+    def send(
+        self, run_id: str, kind: str, action: str, app: str | None, attributes: dict[str, Any], *identity: str
+    ) -> str:
         body = {
             "id": _event_id(run_id, kind, action if action == "Delete" else "", *identity),
             "user": {"id": ACTOR},
@@ -228,7 +230,14 @@ class Backfill:
         for group in self.client.variable_groups(name):
             owner = "" if group.get("type") == "GLOBAL" else name
             self.send(
-                run_id, "VariableGroup", "Update", owner, variable_group_snapshot(group), "VariableGroup", owner, str(group.get("name"))
+                run_id,
+                "VariableGroup",
+                "Update",
+                owner,
+                variable_group_snapshot(group),
+                "VariableGroup",
+                owner,
+                str(group.get("name")),
             )
         for orchestration in self.client.orchestrations(name):
             self.send(

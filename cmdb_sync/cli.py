@@ -181,7 +181,9 @@ def _finish(reporter: ProgressReporter, what: str) -> None:
 @main.command()
 @click.option("--failed", "failed_only", is_flag=True, help="Only events journaled as failed.")
 @click.option("--rebuild", is_flag=True, help="Empty every projection and re-apply the whole journal.")
-@click.option("--since", type=IsoTime(), help="Only events at or after this event time (ISO-8601; UTC unless an offset).")
+@click.option(
+    "--since", type=IsoTime(), help="Only events at or after this event time (ISO-8601; UTC unless an offset)."
+)
 @click.option("--kind", help="Only events of this objectKind.")
 def replay(failed_only: bool, rebuild: bool, since: datetime | None, kind: str | None) -> None:
     """Re-apply the journal to the projections, in (time, id) order. Safe while the server runs."""
@@ -226,9 +228,13 @@ def import_(source: TextIO) -> None:
 
 
 @main.command()
-@click.option("--since", type=IsoTime(), help="Only events at or after this event time (ISO-8601; UTC unless an offset).")
+@click.option(
+    "--since", type=IsoTime(), help="Only events at or after this event time (ISO-8601; UTC unless an offset)."
+)
 @click.option("--kind", help="Only events of this objectKind.")
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write (default stdout).")
+@click.option(
+    "-o", "--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write (default stdout)."
+)
 def export(since: datetime | None, kind: str | None, output: TextIO) -> None:
     """Write the journal as one JSON per line, in the form `import` reads (importing it back is a no-op)."""
     from cmdb_sync.archive import export_lines, write_lines
@@ -254,7 +260,9 @@ def appstack_http(base_url: str, token: str) -> httpx.Client:
 @click.option("--app", help="Only this app (and nothing is deleted outside it).")
 @click.option("--base-url", default=None, help="OpenAPI base URL (default: the central edition's).")
 @click.option("--edition", type=click.Choice(["central", "region"]), default="central", show_default=True)
-@click.option("--max-delete", default="10%", show_default=True, help="Refuse to delete more than this share of what is held.")
+@click.option(
+    "--max-delete", default="10%", show_default=True, help="Refuse to delete more than this share of what is held."
+)
 def backfill(org: str, app: str | None, base_url: str | None, edition: str, max_delete: str) -> None:
     """Pull the org's current apps, envs, variable groups and orchestrations from the AppStack OpenAPI
     and ingest them as snapshot events; delete what the source no longer lists. Resumable."""
@@ -263,18 +271,21 @@ def backfill(org: str, app: str | None, base_url: str | None, edition: str, max_
 
     settings = _settings()
     if not settings.appstack_token:
-        raise click.ClickException("CMDB_SYNC_APPSTACK_TOKEN is not set: a personal access token with read access to AppStack")
+        raise click.ClickException(
+            "CMDB_SYNC_APPSTACK_TOKEN is not set: a personal access token with read access to AppStack"
+        )
     try:
         fraction = parse_max_delete(max_delete)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
         session_factory = _session_factory(settings)
-        with appstack_http(base_url or CENTRAL_BASE_URL, settings.appstack_token) as http, reporting("backfill") as reporter:
+        with (
+            appstack_http(base_url or CENTRAL_BASE_URL, settings.appstack_token) as http,
+            reporting("backfill") as reporter,
+        ):
             client = AppStackClient(http, org=org, edition=edition)
-            report = Backfill(
-                session_factory, client, org=org, app=app, max_delete=fraction, reporter=reporter
-            ).run()
+            report = Backfill(session_factory, client, org=org, app=app, max_delete=fraction, reporter=reporter).run()
     except AppStackError as exc:
         raise click.ClickException(f"{exc.detail} (progress is kept: run the same command again to resume)") from None
     except SQLAlchemyError as exc:

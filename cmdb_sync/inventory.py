@@ -140,9 +140,7 @@ def list_envs(
     if org_id is not None:
         stmt = stmt.where(Env.org_id == org_id)
     for name, value in labels:
-        stmt = stmt.where(
-            exists().where(EnvLabel.env_id == Env.id, EnvLabel.name == name, EnvLabel.value == value)
-        )
+        stmt = stmt.where(exists().where(EnvLabel.env_id == Env.id, EnvLabel.name == name, EnvLabel.value == value))
     if artifact:
         stmt = stmt.where(envs_running_artifact(_like(artifact)))
     return _envs_page(session, stmt, [Env.app_name, Env.name, Env.org_id], window)
@@ -150,9 +148,7 @@ def list_envs(
 
 def get_env(session: Session, app_name: str, env_name: str, *, org_id: str | None, include_deleted: bool) -> EnvOut:
     app = resolve_app(session, app_name, org_id, include_deleted)
-    stmt = _env_select(include_deleted).where(
-        Env.org_id == app.org_id, Env.app_name == app.name, Env.name == env_name
-    )
+    stmt = _env_select(include_deleted).where(Env.org_id == app.org_id, Env.app_name == app.name, Env.name == env_name)
     row = session.execute(stmt).one_or_none()
     if row is None:
         msg = f"env {env_name!r} of app {app_name!r} not found"

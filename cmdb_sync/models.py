@@ -302,7 +302,9 @@ class ChangeOrderJob(Base):
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     artifacts: Mapped[dict[str, Any]] = mapped_column(comment="the artifacts of the job's tasks, merged in order")
-    artifacts_text: Mapped[str] = mapped_column(Text, comment="artifact values, one a line: what the artifact filter searches")
+    artifacts_text: Mapped[str] = mapped_column(
+        Text, comment="artifact values, one a line: what the artifact filter searches"
+    )
 
     stages: Mapped[list[ChangeOrderStage]] = relationship(order_by="ChangeOrderStage.position", lazy="raise")
 
@@ -336,7 +338,9 @@ class ChangeOrderTask(Base):
     state: Mapped[str | None] = mapped_column(String)
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
-    artifacts: Mapped[dict[str, Any]] = mapped_column(comment="contextContent.artifacts, parsed ({} when absent or unparseable)")
+    artifacts: Mapped[dict[str, Any]] = mapped_column(
+        comment="contextContent.artifacts, parsed ({} when absent or unparseable)"
+    )
     error_messages: Mapped[dict[str, Any]] = mapped_column(comment="engineTaskResultContent.taskErrorMessages, parsed")
     strategy: Mapped[Any | None] = mapped_column(JSON(none_as_null=True), comment="strategyContent, parsed")
     deliveries: Mapped[str | None] = mapped_column(Text, comment="rendered manifests, as sent")

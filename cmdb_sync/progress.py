@@ -35,7 +35,9 @@ class Tally:
 
 
 @contextmanager
-def reporting(description: str, *, total: int | None = None, stream: TextIO | None = None) -> Iterator[ProgressReporter]:
+def reporting(
+    description: str, *, total: int | None = None, stream: TextIO | None = None
+) -> Iterator[ProgressReporter]:
     """A reporter that draws a bar when ``stream`` is a terminal and stays quiet otherwise."""
     out = stream or sys.stderr
     console = Console(file=out)

@@ -200,8 +200,7 @@ def client(engine: Engine, migrated_url: str) -> Iterator[TestClient]:
 def load_seed() -> dict[str, dict[str, Any]]:
     """The 15 example deliveries of the AppStack webhook doc, by file stem (``01_App_Create``...)."""
     return {
-        path.stem: json.loads(path.read_text(encoding="utf-8"))
-        for path in sorted((FIXTURES / "seed").glob("*.json"))
+        path.stem: json.loads(path.read_text(encoding="utf-8")) for path in sorted((FIXTURES / "seed").glob("*.json"))
     }
 
 
@@ -234,4 +233,3 @@ def _no_ambient_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("CMDB_SYNC_") and name != "CMDB_SYNC_TEST_POSTGRES_URL":
             monkeypatch.delenv(name, raising=False)
-

@@ -42,7 +42,9 @@ class FakeAppStack:
 
     def client(self, token: str = TOKEN) -> httpx.Client:
         return httpx.Client(
-            base_url="https://appstack.test", headers={"x-yunxiao-token": token}, transport=httpx.MockTransport(self.handle)
+            base_url="https://appstack.test",
+            headers={"x-yunxiao-token": token},
+            transport=httpx.MockTransport(self.handle),
         )
 
     def fail(self, pattern: str, status: int, times: int = 1) -> None:
@@ -50,7 +52,11 @@ class FakeAppStack:
 
     @staticmethod
     def _json(status: int, payload: Any) -> httpx.Response:
-        return httpx.Response(status, content=json.dumps(payload, ensure_ascii=False).encode(), headers={"content-type": "application/json"})
+        return httpx.Response(
+            status,
+            content=json.dumps(payload, ensure_ascii=False).encode(),
+            headers={"content-type": "application/json"},
+        )
 
     def _error(self, status: int, code: str) -> httpx.Response:
         return self._json(status, {"errorCode": code, "errorMessage": code, "httpStatus": status, "requestId": "r"})
@@ -95,7 +101,9 @@ class FakeAppStack:
             page = records[(current - 1) * size : current * size]
             pages = max(1, -(-len(records) // size))
             summaries = [{"sn": o["sn"], "name": o.get("name")} for o in page]
-            return self._json(200, {"current": current, "pageSize": size, "pages": pages, "records": summaries, "total": len(records)})
+            return self._json(
+                200, {"current": current, "pageSize": size, "pages": pages, "records": summaries, "total": len(records)}
+            )
         orchestration = re.fullmatch(r"/orchestrations/(.+)", tail)
         if orchestration:
             for o in self.orchestrations.get(app, []):
@@ -127,7 +135,13 @@ def sample(org: str = "org-1") -> FakeAppStack:
                 "state": "RUNNING",
                 "variableGroups": [{"name": "shop-vars", "displayName": "Shop vars", "type": "APP"}],
                 "labelList": [
-                    {"namespace": "default", "name": "envType", "value": label, "displayName": "环境级别", "displayValue": label}
+                    {
+                        "namespace": "default",
+                        "name": "envType",
+                        "value": label,
+                        "displayName": "环境级别",
+                        "displayValue": label,
+                    }
                 ],
                 "rolloutStrategies": [{"locator": "*", "deployType": "Rolling", "batchMode": "Auto"}],
             }
@@ -137,7 +151,12 @@ def sample(org: str = "org-1") -> FakeAppStack:
     }
     fake.groups = {
         "shop": [
-            {"name": "shop-vars", "displayName": "Shop vars", "type": "APP", "vars": [{"key": "K", "value": "V", "description": "d"}]},
+            {
+                "name": "shop-vars",
+                "displayName": "Shop vars",
+                "type": "APP",
+                "vars": [{"key": "K", "value": "V", "description": "d"}],
+            },
             {"name": "global-vars", "displayName": "Global", "type": "GLOBAL", "vars": []},
         ]
     }

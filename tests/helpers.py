@@ -79,14 +79,24 @@ def env_event(
     return delivery("Env", action, attrs, time=time, app=app, **kw)
 
 
-def variable_group_event(action: str, time: Any, *, name: str = "vars", app: str | None = APP, values: dict[str, str] | None = None, **kw: Any) -> dict[str, Any]:
+def variable_group_event(
+    action: str,
+    time: Any,
+    *,
+    name: str = "vars",
+    app: str | None = APP,
+    values: dict[str, str] | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
     attrs: dict[str, Any] = {"name": name, "displayName": name}
     if values is not None:
         attrs["vars"] = [{"key": k, "value": v, "description": f"{k} var"} for k, v in values.items()]
     return delivery("VariableGroup", action, attrs, time=time, app=app, **kw)
 
 
-def orchestration_event(action: str, time: Any, *, sn: str = f"{APP}@KUBERNETES", app: str = APP, message: str = "init", **kw: Any) -> dict[str, Any]:
+def orchestration_event(
+    action: str, time: Any, *, sn: str = f"{APP}@KUBERNETES", app: str = APP, message: str = "init", **kw: Any
+) -> dict[str, Any]:
     attrs = {
         "sn": sn,
         "name": app,

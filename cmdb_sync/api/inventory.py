@@ -101,7 +101,12 @@ class InventoryController(Controller):
 
     @get("/apps/{app:str}", responses=ONE_PROBLEMS, sync_to_thread=True, summary="An app")
     def get_app(
-        self, request: Request, who: NamedDependency[Principal], app: FromPath[str], org_id: OrgId = None, include_deleted: IncludeDeleted = False
+        self,
+        request: Request,
+        who: NamedDependency[Principal],
+        app: FromPath[str],
+        org_id: OrgId = None,
+        include_deleted: IncludeDeleted = False,
     ) -> AppOut:
         with session_of(request) as session:
             return inventory.get_app(session, app, org_id=org_id, include_deleted=include_deleted)
@@ -120,7 +125,12 @@ class InventoryController(Controller):
         with session_of(request) as session:
             return inventory.list_app_envs(session, app, Window(limit, cursor, include_deleted), org_id=org_id)
 
-    @get("/apps/{app:str}/envs/{env:str}", responses=ONE_PROBLEMS, sync_to_thread=True, summary="An environment, with its current deployment")
+    @get(
+        "/apps/{app:str}/envs/{env:str}",
+        responses=ONE_PROBLEMS,
+        sync_to_thread=True,
+        summary="An environment, with its current deployment",
+    )
     def get_env(
         self,
         request: Request,
@@ -161,7 +171,12 @@ class InventoryController(Controller):
                 artifact=artifact,
             )
 
-    @get("/apps/{app:str}/variable-groups", responses=NESTED_LIST_PROBLEMS, sync_to_thread=True, summary="An app's variable groups")
+    @get(
+        "/apps/{app:str}/variable-groups",
+        responses=NESTED_LIST_PROBLEMS,
+        sync_to_thread=True,
+        summary="An app's variable groups",
+    )
     def list_variable_groups(
         self,
         request: Request,
@@ -179,7 +194,12 @@ class InventoryController(Controller):
                 session, app, Window(limit, cursor, include_deleted), org_id=org_id, reveal=revealed
             )
 
-    @get("/apps/{app:str}/variable-groups/{name:str}", responses=ONE_PROBLEMS, sync_to_thread=True, summary="A variable group")
+    @get(
+        "/apps/{app:str}/variable-groups/{name:str}",
+        responses=ONE_PROBLEMS,
+        sync_to_thread=True,
+        summary="A variable group",
+    )
     def get_variable_group(
         self,
         request: Request,
@@ -196,7 +216,12 @@ class InventoryController(Controller):
                 session, app, name, org_id=org_id, include_deleted=include_deleted, reveal=revealed
             )
 
-    @get("/apps/{app:str}/orchestrations", responses=NESTED_LIST_PROBLEMS, sync_to_thread=True, summary="An app's orchestrations")
+    @get(
+        "/apps/{app:str}/orchestrations",
+        responses=NESTED_LIST_PROBLEMS,
+        sync_to_thread=True,
+        summary="An app's orchestrations",
+    )
     def list_orchestrations(
         self,
         request: Request,
@@ -210,7 +235,12 @@ class InventoryController(Controller):
         with session_of(request) as session:
             return inventory.list_orchestrations(session, app, Window(limit, cursor, include_deleted), org_id=org_id)
 
-    @get("/apps/{app:str}/orchestrations/{sn:str}", responses=ONE_PROBLEMS, sync_to_thread=True, summary="An orchestration")
+    @get(
+        "/apps/{app:str}/orchestrations/{sn:str}",
+        responses=ONE_PROBLEMS,
+        sync_to_thread=True,
+        summary="An orchestration",
+    )
     def get_orchestration(
         self,
         request: Request,
@@ -223,7 +253,12 @@ class InventoryController(Controller):
         with session_of(request) as session:
             return inventory.get_orchestration(session, app, sn, org_id=org_id, include_deleted=include_deleted)
 
-    @get("/apps/{app:str}/change-orders", responses=NESTED_LIST_PROBLEMS, sync_to_thread=True, summary="An app's deployments, newest first")
+    @get(
+        "/apps/{app:str}/change-orders",
+        responses=NESTED_LIST_PROBLEMS,
+        sync_to_thread=True,
+        summary="An app's deployments, newest first",
+    )
     def list_change_orders(
         self,
         request: Request,
@@ -241,18 +276,32 @@ class InventoryController(Controller):
             owner = inventory.resolve_app(session, app, org_id, include_deleted=True)
             return history.list_change_orders(session, owner, limit=limit, cursor=cursor, env=env, state=state_filter)
 
-    @get("/change-orders/{sn:str}", responses=ONE_PROBLEMS, sync_to_thread=True, summary="A deployment, with its rendered manifests")
-    def get_change_order(self, request: Request, who: NamedDependency[Principal], sn: FromPath[str], org_id: OrgId = None) -> ChangeOrderDetailOut:
+    @get(
+        "/change-orders/{sn:str}",
+        responses=ONE_PROBLEMS,
+        sync_to_thread=True,
+        summary="A deployment, with its rendered manifests",
+    )
+    def get_change_order(
+        self, request: Request, who: NamedDependency[Principal], sn: FromPath[str], org_id: OrgId = None
+    ) -> ChangeOrderDetailOut:
         with session_of(request) as session:
             return history.get_change_order(session, sn, org_id=org_id)
 
-    @get("/apps/{app:str}/change-requests", responses=NESTED_LIST_PROBLEMS, sync_to_thread=True, summary="An app's change requests, newest first")
+    @get(
+        "/apps/{app:str}/change-requests",
+        responses=NESTED_LIST_PROBLEMS,
+        sync_to_thread=True,
+        summary="An app's change requests, newest first",
+    )
     def list_change_requests(
         self,
         request: Request,
         who: NamedDependency[Principal],
         app: FromPath[str],
-        state_filter: Annotated[str | None, QueryParameter(name="state", description="e.g. DEVELOPING, INTEGRATING")] = None,
+        state_filter: Annotated[
+            str | None, QueryParameter(name="state", description="e.g. DEVELOPING, INTEGRATING")
+        ] = None,
         org_id: OrgId = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
@@ -261,14 +310,21 @@ class InventoryController(Controller):
             owner = inventory.resolve_app(session, app, org_id, include_deleted=True)
             return history.list_change_requests(session, owner, limit=limit, cursor=cursor, state=state_filter)
 
-    @get("/release-stage-executions", responses=LIST_PROBLEMS, sync_to_thread=True, summary="Pipeline runs of release stages, newest first")
+    @get(
+        "/release-stage-executions",
+        responses=LIST_PROBLEMS,
+        sync_to_thread=True,
+        summary="Pipeline runs of release stages, newest first",
+    )
     def list_release_stage_executions(
         self,
         request: Request,
         who: NamedDependency[Principal],
         workflow_sn: Annotated[str | None, QueryParameter(description="release workflow sn")] = None,
         stage_sn: Annotated[str | None, QueryParameter(description="release stage sn")] = None,
-        state_filter: Annotated[str | None, QueryParameter(name="state", description="run state, e.g. SUCCESS, FAILED")] = None,
+        state_filter: Annotated[
+            str | None, QueryParameter(name="state", description="run state, e.g. SUCCESS, FAILED")
+        ] = None,
         org_id: OrgId = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
@@ -284,7 +340,12 @@ class InventoryController(Controller):
                 state=state_filter,
             )
 
-    @get("/events", responses=LIST_PROBLEMS, sync_to_thread=True, summary="The event journal, newest received first (admin)")
+    @get(
+        "/events",
+        responses=LIST_PROBLEMS,
+        sync_to_thread=True,
+        summary="The event journal, newest received first (admin)",
+    )
     def list_events(
         self,
         request: Request,
@@ -292,9 +353,7 @@ class InventoryController(Controller):
         kind: Annotated[str | None, QueryParameter(description="objectKind")] = None,
         action: Annotated[str | None, QueryParameter(description="X-AppStack-Action")] = None,
         app: Annotated[str | None, QueryParameter(description="X-AppStack-App")] = None,
-        status: Annotated[
-            str | None, QueryParameter(description="applied, stale, unsupported or failed")
-        ] = None,
+        status: Annotated[str | None, QueryParameter(description="applied, stale, unsupported or failed")] = None,
         since: Annotated[datetime | None, QueryParameter(description="event time at or after (ISO-8601)")] = None,
         until: Annotated[datetime | None, QueryParameter(description="event time before (ISO-8601)")] = None,
         limit: Limit = DEFAULT_LIMIT,
@@ -305,7 +364,12 @@ class InventoryController(Controller):
         with session_of(request) as session:
             return inventory.list_events(session, Window(limit, cursor), filters)
 
-    @get("/events/{event_id:str}", responses=ONE_PROBLEMS, sync_to_thread=True, summary="One journaled delivery: headers and body (admin)")
+    @get(
+        "/events/{event_id:str}",
+        responses=ONE_PROBLEMS,
+        sync_to_thread=True,
+        summary="One journaled delivery: headers and body (admin)",
+    )
     def get_event(self, request: Request, who: NamedDependency[Principal], event_id: FromPath[str]) -> EventDetailOut:
         who.require_admin("the event journal")
         with session_of(request) as session:

@@ -28,8 +28,12 @@ ADMIN = "admin"
 
 def run_backfill(session_factory, fake: FakeAppStack, *, app=None, max_delete=0.10, sleeps=None, token=TOKEN):
     with fake.client(token) as http, reporting("backfill", stream=io.StringIO()) as reporter:
-        client = AppStackClient(http, org=fake.org, edition=fake.edition, sleep=(sleeps.append if sleeps is not None else lambda _: None))
-        report = Backfill(session_factory, client, org=fake.org, app=app, max_delete=max_delete, reporter=reporter).run()
+        client = AppStackClient(
+            http, org=fake.org, edition=fake.edition, sleep=(sleeps.append if sleeps is not None else lambda _: None)
+        )
+        report = Backfill(
+            session_factory, client, org=fake.org, app=app, max_delete=max_delete, reporter=reporter
+        ).run()
     return report, reporter.tally
 
 
@@ -198,9 +202,7 @@ def test_backfill_command_says_when_deletions_are_withheld(engine, session_facto
     assert "3 of 13 held objects are gone from the source" in result.output
 
 
-@pytest.mark.parametrize(
-    ("text", "fraction"), [("10%", 0.10), ("10", 0.10), ("0.25", 0.25), ("0", 0.0), ("100%", 1.0)]
-)
+@pytest.mark.parametrize(("text", "fraction"), [("10%", 0.10), ("10", 0.10), ("0.25", 0.25), ("0", 0.0), ("100%", 1.0)])
 def test_max_delete_forms(text, fraction) -> None:
     assert parse_max_delete(text) == pytest.approx(fraction)
 

@@ -84,7 +84,9 @@ def two_servers(databases, tmp_path: Path):
     for _ in range(2):
         port = _free_port()
         processes.append(
-            subprocess.Popen([*cli, "--port", str(port)], env=env, cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            subprocess.Popen(
+                [*cli, "--port", str(port)], env=env, cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+            )
         )
         bases.append(f"http://127.0.0.1:{port}")
         _wait_ready(bases[-1], processes[-1], time.monotonic() + 30)

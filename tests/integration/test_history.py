@@ -83,7 +83,11 @@ def test_seed_change_order_field_by_field(api, seed) -> None:
     assert order["org_id"] == CO_ORG
     assert order["sn"] == attrs["sn"] == "32468993abb14653ae9d86cf5d1cac98"
     assert (order["name"], order["type"], order["version"], order["tag"], order["state"]) == (
-        attrs["name"], attrs["type"], attrs["version"], attrs["tag"], "FAILED"
+        attrs["name"],
+        attrs["type"],
+        attrs["version"],
+        attrs["tag"],
+        "FAILED",
     )
     assert (order["source_type"], order["source_sn"]) == ("CUSTOMIZE", "646dabc05ccc4ad1bc2a9e2f")
     assert order["started_at"] == "2024-08-15T06:43:19.000Z"
@@ -136,7 +140,12 @@ def test_seed_change_request_field_by_field(api, seed) -> None:
     assert api.get("/api/v1/apps/myapp-demo/change-requests?state=INTEGRATING").json()["items"] == [cr]
     assert api.get("/api/v1/apps/myapp-demo/change-requests?state=DEVELOPING").json()["items"] == []
     # a stale Create after the update changes nothing
-    assert post_delivery(api, seed["13_ChangeRequest_Create"] | {"body": {**seed["13_ChangeRequest_Create"]["body"], "id": "late"}}).json()["status"] == "stale"
+    assert (
+        post_delivery(
+            api, seed["13_ChangeRequest_Create"] | {"body": {**seed["13_ChangeRequest_Create"]["body"], "id": "late"}}
+        ).json()["status"]
+        == "stale"
+    )
 
 
 def test_seed_release_stage_execution_field_by_field(api, seed) -> None:

@@ -49,7 +49,9 @@ def rich_event_set(seed: dict[str, Any]) -> list[dict[str, Any]]:
     events = list(seed.values())
     for i in range(12):
         events.append(env_event("Create", 1000 + i, name=f"env-{i}", labels={"envType": "production", "n": str(i % 3)}))
-        events.append(env_event("Update", 5000 + i, name=f"env-{i}", labels={"envType": "test"}, lock_by="u" if i % 2 else None))
+        events.append(
+            env_event("Update", 5000 + i, name=f"env-{i}", labels={"envType": "test"}, lock_by="u" if i % 2 else None)
+        )
     events += [
         app_event("Create", 500, description="first"),
         app_event("Delete", 3000),
@@ -152,7 +154,9 @@ def test_export_then_import_into_the_same_database_changes_nothing(api, engine, 
     assert read_everything(api) == before
 
 
-def test_import_of_an_export_into_an_empty_database_rebuilds_the_same_state(api, engine, migrated_url, seed, tmp_path) -> None:
+def test_import_of_an_export_into_an_empty_database_rebuilds_the_same_state(
+    api, engine, migrated_url, seed, tmp_path
+) -> None:
     for event in rich_event_set(seed):
         post_delivery(api, event)
     before = read_everything(api)

@@ -63,7 +63,13 @@ def test_env_fields_equal_the_payload(api, seed) -> None:
     assert env["replicas_management"] == attrs["spec"]["replicasManagement"]
     assert env["rollout_strategy"] == attrs["spec"]["rolloutStrategy"]
     assert env["labels"] == [
-        {"namespace": "default", "name": "envType", "value": "test", "display_name": "环境级别", "display_value": "测试环境"}
+        {
+            "namespace": "default",
+            "name": "envType",
+            "value": "test",
+            "display_name": "环境级别",
+            "display_value": "测试环境",
+        }
     ]
     assert env["profiles"] == [{"name": "test-vars", "display_name": "测试环境变量组", "type": "APP"}]
     assert env["updated_at"] == "2024-07-29T07:07:42.536Z"
@@ -180,7 +186,11 @@ def test_journal_is_for_admins_and_never_shows_the_webhook_token(api, seed) -> N
 
 def test_journal_filters(api, seed) -> None:
     seeded(api, seed)
-    post_delivery(api, env_event("Create", 1000, description=None) | {"body": {**env_event("Create", 1000)["body"], "objectAttributes": "x"}})
+    post_delivery(
+        api,
+        env_event("Create", 1000, description=None)
+        | {"body": {**env_event("Create", 1000)["body"], "objectAttributes": "x"}},
+    )
 
     def ids(query: str) -> list[str]:
         response = as_admin(api, f"/api/v1/events?{query}")

@@ -155,7 +155,12 @@ def test_seed_variable_group_vars_and_delete(client, session_factory, seed) -> N
     post_delivery(client, seed["11_VariableGroup_Update"])
     with session_factory() as session:
         group = session.scalars(select(VariableGroup).options(selectinload(VariableGroup.variables))).one()
-    assert (group.org_id, group.app_name, group.name, group.display_name) == (ORG, "myapp-demo", "test-vars", "测试环境变量组")
+    assert (group.org_id, group.app_name, group.name, group.display_name) == (
+        ORG,
+        "myapp-demo",
+        "test-vars",
+        "测试环境变量组",
+    )
     assert [(v.key, v.value, v.description) for v in group.variables] == [
         ("key1", "value1", "这是变量1"),
         ("key2", "value2", "这是变量2"),
