@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import Select, exists, func, select, tuple_
 from sqlalchemy.orm import Session, aliased, defer, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -66,9 +66,7 @@ def current_deployments(session: Session, envs: Sequence[Env]) -> dict[int, Depl
         )
         .join(ChangeOrder, ChangeOrder.id == ChangeOrderJob.change_order_id)
         .where(ChangeOrderJob.state == SUCCESS)
-        .where(ChangeOrderJob.org_id.in_({key[0] for key in by_key}))
-        .where(ChangeOrderJob.app_name.in_({key[1] for key in by_key}))
-        .where(ChangeOrderJob.env_name.in_({key[2] for key in by_key}))
+        .where(tuple_(ChangeOrderJob.org_id, ChangeOrderJob.app_name, ChangeOrderJob.env_name).in_(list(by_key)))
         .subquery()
     )
     rows = session.execute(select(ranked).where(ranked.c.rank == 1)).mappings()

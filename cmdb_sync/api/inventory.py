@@ -47,10 +47,12 @@ def session_of(request: Request) -> Session:
 async def reject_unknown_query_parameters(request: Request) -> None:
     """Unknown query parameters are a 400, not silently ignored: a typo must not widen a query.
     NUL, which no stored name contains, is refused before it reaches the database."""
-    allowed = set()
-    for name, field in request.route_handler.parsed_fn_signature.parameters.items():
-        alias = getattr(field.kwarg_definition, "name", None)
-        allowed.add(alias or name)
+    not_query = {"self", "request", *InventoryController.dependencies, *request.path_params}
+    allowed = {
+        getattr(field.kwarg_definition, "name", None) or name
+        for name, field in request.route_handler.parsed_fn_signature.parameters.items()
+        if name not in not_query
+    }
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
         msg = f"unknown query parameter(s): {', '.join(unknown)}"

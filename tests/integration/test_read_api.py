@@ -356,3 +356,11 @@ def test_lists_use_a_fixed_number_of_queries(api) -> None:
         post_delivery(api, orchestration_event("Create", 1000, sn=f"o{i}"))
     large = {url: queries_for(url) for url in small}
     assert large == small
+
+
+def test_path_parameters_and_reserved_names_are_not_query_parameters(api) -> None:
+    post_delivery(api, env_event("Create", 1000))
+    for url in ("/api/v1/apps/shop/envs?app=other", "/api/v1/apps?who=me", "/api/v1/apps?request=1"):
+        response = api.get(url)
+        assert response.status_code == 400, url
+        assert "unknown query parameter" in response.json()["detail"]
