@@ -41,6 +41,8 @@ class IngestResult:
     event_id: str
     status: str
     error: str | None = None
+    kind: str | None = None
+    action: str | None = None
 
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -126,10 +128,10 @@ def _journal_and_project(
     with write_lock(session_factory), session_factory() as session, session.begin():
         inserted = upsert(session, Event.__table__, row, conflict=("id",), returning=Event.__table__.c.id)
         if inserted is None:
-            return IngestResult(envelope.id, DUPLICATE)
+            return IngestResult(envelope.id, DUPLICATE, kind=envelope.kind, action=envelope.action)
         status, error = project(session, envelope)
         session.execute(update(Event).where(Event.id == envelope.id).values(status=status, error=error))
-    return IngestResult(envelope.id, status, error)
+    return IngestResult(envelope.id, status, error, kind=envelope.kind, action=envelope.action)
 
 
 def _describe(exc: SQLAlchemyError) -> str:

@@ -74,7 +74,9 @@ async def receive_webhook(request: Request) -> Response[WebhookAck]:
         raise PayloadTooLarge(msg) from None
     started = perf_counter()
     try:
-        result = await anyio.to_thread.run_sync(ingest, services.session_factory, headers, raw)
+        result = await anyio.to_thread.run_sync(
+            ingest, services.session_factory, headers, raw, limiter=services.ingest_limiter
+        )
     except BadDelivery as exc:
         services.metrics.reject("bad_request")
         raise exc from None
@@ -82,5 +84,5 @@ async def receive_webhook(request: Request) -> Response[WebhookAck]:
         services.metrics.reject("database_unavailable")
         raise
     services.metrics.ingest_seconds.observe(perf_counter() - started)
-    services.metrics.delivered(header(headers, "X-AppStack-Event"), header(headers, "X-AppStack-Action"), result.status)
+    services.metrics.delivered(result.kind, result.action, result.status)
     return acknowledge(result)

@@ -213,3 +213,18 @@ def test_health_and_readiness(client) -> None:
 
 def test_unknown_route_is_problem_details(client) -> None:
     assert_problem(client.get("/nope"), 404, mentions="Not Found")
+
+
+def test_metrics_count_deliveries_by_kind_action_and_status(client) -> None:
+    post_delivery(client, app_event("Create", 1000))
+    duplicate = app_event("Update", 2000)
+    post_delivery(client, duplicate)
+    post_delivery(client, duplicate)
+    post_delivery(client, delivery("Pipeline", "Run", {}, time=1))
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.text
+    assert 'cmdb_sync_deliveries_total{action="Create",kind="App",status="applied"} 1.0' in text
+    assert 'cmdb_sync_deliveries_total{action="Update",kind="App",status="duplicate"} 1.0' in text
+    assert 'cmdb_sync_deliveries_total{action="other",kind="other",status="unsupported"} 1.0' in text
+    assert "cmdb_sync_ingest_seconds_count 4.0" in text
