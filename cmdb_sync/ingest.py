@@ -27,7 +27,8 @@ from cmdb_sync.projections import REGISTRY
 
 log = logging.getLogger(__name__)
 
-APPLIED, STALE, DUPLICATE, UNSUPPORTED, FAILED = "applied", "stale", "duplicate", "unsupported", "failed"
+# The statuses ingest adds to the projections' own (applied, stale: projections.common).
+DUPLICATE, UNSUPPORTED, FAILED = "duplicate", "unsupported", "failed"
 REDACTED = "[redacted]"
 SECRET_HEADERS = frozenset({"x-appstack-token", "authorization", "cookie", "proxy-authorization"})
 MAX_ERROR_CHARS = 2000
