@@ -7,10 +7,12 @@ run stops with one line saying what to install. Each run creates databases of it
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
+import socket
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,48 +48,64 @@ def _reachable(url: str) -> bool:
         return False
 
 
-def _find_pg_ctl() -> str | None:
-    found = shutil.which("pg_ctl") or sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if isinstance(found, list):
-        return found[-1] if found else None
-    return found
+def _find_bindir() -> Path | None:
+    """The directory holding initdb and pg_ctl, if the PostgreSQL binaries are installed."""
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        candidates.insert(0, Path(on_path).resolve().parent)
+    return next((c for c in candidates if (c / "initdb").exists() and (c / "pg_ctl").exists()), None)
+
+
+def _throwaway_cluster(bindir: Path, base: Path, port: int) -> Iterator[str]:
+    """initdb + pg_ctl start on a free port, stopped at the end. As root (initdb refuses root) the
+    server runs as the ``postgres`` system user that PostgreSQL's packages create."""
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(base, "postgres")
+    data, log = base / "data", base / "server.log"
+    initdb = [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
+    subprocess.run(initdb, check=True, capture_output=True)
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+    pg_ctl = [*as_user, str(bindir / "pg_ctl"), "-D", str(data)]
+    subprocess.run([*pg_ctl, "-o", options, "-l", str(log), "-w", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*pg_ctl, "-m", "fast", "stop"], capture_output=True)
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_admin_url() -> Iterator[str]:
     """A URL to a PostgreSQL maintenance database this run may create databases on."""
     url = os.environ.get("CMDB_SYNC_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
     if _reachable(url):
         yield url
         return
-    pg_ctl = _find_pg_ctl()
-    if pg_ctl is None:
+    bindir = _find_bindir()
+    if bindir is None:
         pytest.exit(
             f"PostgreSQL is needed and none answers at {make_url(url).render_as_string()}: install it "
             "(apt-get install postgresql) or set CMDB_SYNC_TEST_POSTGRES_URL",
             returncode=3,
         )
-    from pytest_postgresql.executors.proc import PostgreSQLExecutor
-
-    base = tmp_path_factory.mktemp("pg")
-    executor = PostgreSQLExecutor(
-        executable=pg_ctl,
-        host="127.0.0.1",
-        port=55432,
-        datadir=str(base / "data"),
-        unixsocketdir=str(base),
-        logfile=str(base / "pg.log"),
-        startparams="-w",
-        dbname="postgres",
-    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # not under pytest's temporary directory: that one is private to the user running the tests
+    base = Path(tempfile.mkdtemp(prefix="cmdb-sync-test-pg-"))
+    cluster = _throwaway_cluster(bindir, base, port)
     try:
-        executor.start()
-    except Exception as exc:  # noqa: BLE001 - any failure here means: no PostgreSQL for this run
-        pytest.exit(f"PostgreSQL is needed: none answers at {url} and starting one failed ({exc})", returncode=3)
+        started = next(cluster)
+    except (subprocess.CalledProcessError, OSError, LookupError) as exc:
+        detail = exc.stderr.decode(errors="replace").strip() if isinstance(exc, subprocess.CalledProcessError) else exc
+        pytest.exit(f"PostgreSQL is needed: none answers at {url}, and starting one failed: {detail}", returncode=3)
     try:
-        yield "postgresql+psycopg://postgres@127.0.0.1:55432/postgres"
+        yield started
     finally:
-        executor.stop()
+        next(cluster, None)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 class PostgresDatabases:
