@@ -12,13 +12,17 @@ from cmdb_sync.models import Base
 
 ORG = "org-1"
 APP = "shop"
-VERSIONED = ("apps", "envs", "variable_groups", "orchestrations")
 NATURAL_KEYS = {
     "apps": ("org_id", "name"),
     "envs": ("org_id", "app_name", "name"),
     "variable_groups": ("org_id", "app_name", "name"),
     "orchestrations": ("org_id", "sn"),
+    "change_orders": ("org_id", "sn"),
+    "change_requests": ("org_id", "sn"),
+    "release_stage_executions": ("org_id", "release_workflow_sn", "release_stage_sn", "engine_instance_id"),
 }
+# child table: (its parent's id column, the parent table); parents come before their children, and
+# a child is known by its parent's key and its position
 CHILDREN = {
     "env_labels": ("env_id", "envs"),
     "env_profiles": ("env_id", "envs"),
@@ -26,6 +30,9 @@ CHILDREN = {
     "orchestration_labels": ("orchestration_id", "orchestrations"),
     "placeholders": ("orchestration_id", "orchestrations"),
     "components": ("orchestration_id", "orchestrations"),
+    "change_order_jobs": ("change_order_id", "change_orders"),
+    "change_order_stages": ("job_id", "change_order_jobs"),
+    "change_order_tasks": ("stage_id", "change_order_stages"),
 }
 
 
@@ -124,14 +131,35 @@ def dump_state(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     state: dict[str, list[tuple[Any, ...]]] = {}
     keys: dict[str, dict[int, tuple[Any, ...]]] = {}
     with engine.connect() as conn:
-        for name in VERSIONED:
+        for name, natural in NATURAL_KEYS.items():
             rows = conn.execute(select(tables[name])).mappings().all()
-            keys[name] = {row["id"]: tuple(row[k] for k in NATURAL_KEYS[name]) for row in rows}
+            keys[name] = {row["id"]: tuple(row[k] for k in natural) for row in rows}
             state[name] = sorted(tuple(sorted((k, repr(v)) for k, v in row.items() if k != "id")) for row in rows)
         for name, (fk, parent) in CHILDREN.items():
             rows = conn.execute(select(tables[name])).mappings().all()
+            keys[name] = {row["id"]: (keys[parent][row[fk]], row["position"]) for row in rows}
             state[name] = sorted(
                 tuple(sorted((k, repr(keys[parent][v] if k == fk else v)) for k, v in row.items() if k != "id"))
                 for row in rows
             )
     return state
+
+
+def change_order_event(
+    sn: str, time: Any, *, env: str = "prod", state: str = "SUCCESS", image: str = "r/app:1", **kw: Any
+) -> dict[str, Any]:
+    task = {
+        "sn": f"{sn}-t",
+        "state": state,
+        "contextContent": json.dumps({"artifacts": {"image.backend": image}}),
+        "engineTaskResultContent": json.dumps({"taskErrorMessages": {}}),
+    }
+    job = {
+        "sn": f"{sn}-j",
+        "envName": env,
+        "state": state,
+        "endedAt": 1000,
+        "stages": [{"sn": f"{sn}-s", "tasks": [task]}],
+    }
+    attrs = {"sn": sn, "appName": APP, "state": state, "version": f"v-{sn}", "jobs": [job]}
+    return delivery("ChangeOrder", "StatusUpdate", attrs, time=time, **kw)

@@ -226,3 +226,24 @@ def test_max_delete_refuses_nonsense(text) -> None:
 )
 def test_openapi_timestamps(value, ms) -> None:
     assert epoch_ms(value) == ms
+
+
+def test_backfill_of_one_app_touches_nothing_else(api, session_factory) -> None:
+    old_webhook_envs(session_factory, ["legacy"])  # shop's: gone from the source
+    other = env_event("Create", 1722236764000, name="keep", app="other")
+    ingest(session_factory, other["headers"], raw(other))
+    fake = sample()
+    report, tally = run_backfill(session_factory, fake, app="shop", max_delete=0.5)
+    assert report.apps_seen == 1
+    assert not any("商城" in path for path in fake.requests)
+    assert "/oapi/v1/appstack/organizations/org-1/apps/shop" in fake.requests  # the one app, fetched by name
+    assert report.to_delete == 1  # shop's legacy env; the other app is out of scope
+    assert [e["name"] for e in api.get("/api/v1/apps/shop/envs").json()["items"]] == ["dev", "prod", "staging"]
+    assert [e["name"] for e in api.get("/api/v1/apps/other/envs").json()["items"]] == ["keep"]
+
+
+def test_403_stops_with_a_clear_message(session_factory) -> None:
+    fake = sample()
+    fake.fail(r"/apps:search$", 403, times=-1)
+    with pytest.raises(AppStackError, match="answered 403.*read permission"):
+        run_backfill(session_factory, fake)

@@ -7,7 +7,15 @@ from hypothesis import strategies as st
 
 from cmdb_sync.ingest import ingest
 from tests.conftest import _empty_all_tables
-from tests.helpers import app_event, dump_state, env_event, orchestration_event, raw, variable_group_event
+from tests.helpers import (
+    app_event,
+    change_order_event,
+    dump_state,
+    env_event,
+    orchestration_event,
+    raw,
+    variable_group_event,
+)
 
 # Few distinct times, so ties (same millisecond, different ids) are common.
 TIMES = st.sampled_from([1000, 2000, 3000])
@@ -28,6 +36,8 @@ def event_sets(draw):
         lambda t, i: variable_group_event("Delete", t, event_id=i),
         lambda t, i: orchestration_event("Update", t, event_id=i, message="m"),
         lambda t, i: orchestration_event("Delete", t, event_id=i),
+        lambda t, i: change_order_event("co", t, event_id=i, state="RUNNING"),
+        lambda t, i: change_order_event("co", t, event_id=i, state="SUCCESS", image="r/app:2"),
     ]
     chosen = draw(st.lists(st.sampled_from(range(len(makers))), min_size=2, max_size=8))
     return [makers[m](draw(TIMES), f"e{n:02d}") for n, m in enumerate(chosen)]

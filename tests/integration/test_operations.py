@@ -213,3 +213,51 @@ def test_operator_commands_refuse_a_postgresql_schema_that_is_behind(databases) 
     result = cli(url, "replay", "--failed")
     assert result.exit_code == 1
     assert "cmdb-sync db upgrade" in result.output
+
+
+def test_rebuild_while_deliveries_arrive_converges(engine, session_factory) -> None:
+    import io
+    import random
+    import threading
+
+    from cmdb_sync.progress import reporting
+    from cmdb_sync.replay import Selection, replay
+    from tests.helpers import dump_state
+
+    rng = random.Random(7)
+    before = [
+        env_event(
+            rng.choice(["Create", "Update", "Delete"]),
+            rng.randrange(1000, 9000),
+            name=f"e{rng.randrange(6)}",
+            labels={"n": str(i)},
+        )
+        for i in range(60)
+    ] + [app_event("Create", 500), app_event("Delete", 4000), app_event("Create", 4500)]
+    during = [
+        env_event(
+            rng.choice(["Update", "Delete"]),
+            rng.randrange(1000, 12000),
+            name=f"e{rng.randrange(6)}",
+            labels={"m": str(i)},
+        )
+        for i in range(40)
+    ]
+    for event in before:
+        ingest(session_factory, event["headers"], raw(event))
+
+    def rebuild() -> None:
+        with reporting("rebuild", stream=io.StringIO()) as reporter:
+            replay(session_factory, Selection(), reporter, rebuild=True, batch_size=4)
+
+    worker = threading.Thread(target=rebuild)
+    worker.start()
+    for event in during:
+        ingest(session_factory, event["headers"], raw(event))
+    worker.join()
+    concurrent_result = dump_state(engine)
+
+    _empty_all_tables(engine)
+    for event in sorted(before + during, key=lambda e: (e["body"]["time"], e["body"]["id"])):
+        ingest(session_factory, event["headers"], raw(event))
+    assert concurrent_result == dump_state(engine)
