@@ -160,6 +160,8 @@ class Backfill:
     def send(
         self, run_id: str, kind: str, action: str, app: str | None, attributes: dict[str, Any], *identity: str
     ) -> str:
+        """Ingest one snapshot (or Delete) as an event whose id is the run's and the object's: sent
+        again by a resumed run, it is a duplicate."""
         body = {
             "id": _event_id(run_id, kind, action if action == "Delete" else "", *identity),
             "user": {"id": ACTOR},
@@ -224,9 +226,9 @@ class Backfill:
         return report
 
     def _backfill_app(self, run_id: str, name: str, app: dict[str, Any]) -> None:
-        self.send(run_id, "App", "Update", name, app_snapshot(app), "App", name)
+        self.send(run_id, "App", "Update", name, app_snapshot(app), name)
         for env in self.client.envs(name):
-            self.send(run_id, "Env", "Update", name, env_snapshot(env, name), "Env", name, str(env.get("name")))
+            self.send(run_id, "Env", "Update", name, env_snapshot(env, name), name, str(env.get("name")))
         for group in self.client.variable_groups(name):
             owner = "" if group.get("type") == "GLOBAL" else name
             self.send(
@@ -235,7 +237,6 @@ class Backfill:
                 "Update",
                 owner,
                 variable_group_snapshot(group),
-                "VariableGroup",
                 owner,
                 str(group.get("name")),
             )
@@ -246,7 +247,6 @@ class Backfill:
                 "Update",
                 name,
                 orchestration_snapshot(orchestration),
-                "AppOrchestration",
                 str(orchestration.get("sn")),
             )
 
@@ -311,16 +311,16 @@ class Backfill:
 
     def _send_delete(self, run_id: str, row: Any, attributes: dict[str, Any] | None) -> None:
         if isinstance(row, App):
-            self.send(run_id, "App", "Delete", row.name, attributes or {"name": row.name}, "App", row.name)
+            self.send(run_id, "App", "Delete", row.name, attributes or {"name": row.name}, row.name)
         elif isinstance(row, Env):
             attrs = attributes or {"name": row.name, "appName": row.app_name}
-            self.send(run_id, "Env", "Delete", row.app_name, attrs, "Env", row.app_name, row.name)
+            self.send(run_id, "Env", "Delete", row.app_name, attrs, row.app_name, row.name)
         elif isinstance(row, VariableGroup):
             attrs = attributes or {"name": row.name}
-            self.send(run_id, "VariableGroup", "Delete", row.app_name, attrs, "VariableGroup", row.app_name, row.name)
+            self.send(run_id, "VariableGroup", "Delete", row.app_name, attrs, row.app_name, row.name)
         else:
             attrs = attributes or {"sn": row.sn, "app": {"name": row.app_name}}
-            self.send(run_id, "AppOrchestration", "Delete", row.app_name, attrs, "AppOrchestration", row.sn)
+            self.send(run_id, "AppOrchestration", "Delete", row.app_name, attrs, row.sn)
 
 
 def parse_max_delete(text: str) -> float:
