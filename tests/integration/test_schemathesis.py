@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -37,7 +39,12 @@ def test_every_operation_answers_within_its_schema(api_schema) -> None:
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(
+            max_examples=int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25")),
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
         def answers_within_schema(case) -> None:
             response = case.call(headers=headers)
             case.validate_response(response, checks=CHECKS)
