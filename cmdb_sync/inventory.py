@@ -101,14 +101,20 @@ def env_out(env: Env, deleted_at: datetime | None, deployment: DeploymentOut | N
     return versioned_out(EnvOut, env, deleted_at=deleted_at, current_deployment=deployment)
 
 
-def _env_select(include_deleted: bool) -> Select[Any]:
-    deleted_at = effective_deleted_at(Env)
+def _owned_select(model: Any, include_deleted: bool, *children: Any) -> Select[Any]:
+    """Rows of an app-owned kind with their effective deletion time, children loaded in one query
+    each; tombstoned ones (by their own delete or their app's) left out unless asked for."""
+    deleted_at = effective_deleted_at(model)
     stmt = (
-        select(Env, deleted_at.label("effective_deleted_at"))
-        .join(App, owned_by(Env))
-        .options(selectinload(Env.labels), selectinload(Env.profiles))
+        select(model, deleted_at.label("effective_deleted_at"))
+        .join(App, owned_by(model))
+        .options(*(selectinload(child) for child in children))
     )
     return stmt if include_deleted else stmt.where(deleted_at.is_(None))
+
+
+def _env_select(include_deleted: bool) -> Select[Any]:
+    return _owned_select(Env, include_deleted, Env.labels, Env.profiles)
 
 
 def _envs_page(session: Session, stmt: Select[Any], keys: list[Any], window: Window) -> Page[EnvOut]:
@@ -169,14 +175,9 @@ def variable_group_out(group: VariableGroup, deleted_at: datetime | None, *, rev
 
 
 def _group_select(app: App, include_deleted: bool) -> Select[Any]:
-    deleted_at = effective_deleted_at(VariableGroup)
-    stmt = (
-        select(VariableGroup, deleted_at.label("effective_deleted_at"))
-        .join(App, owned_by(VariableGroup))
-        .where(VariableGroup.org_id == app.org_id, VariableGroup.app_name == app.name)
-        .options(selectinload(VariableGroup.variables))
+    return _owned_select(VariableGroup, include_deleted, VariableGroup.variables).where(
+        VariableGroup.org_id == app.org_id, VariableGroup.app_name == app.name
     )
-    return stmt if include_deleted else stmt.where(deleted_at.is_(None))
 
 
 def list_variable_groups(
@@ -221,18 +222,10 @@ def orchestration_out(orchestration: Orchestration, deleted_at: datetime | None)
 
 
 def _orchestration_select(app: App, include_deleted: bool) -> Select[Any]:
-    deleted_at = effective_deleted_at(Orchestration)
-    stmt = (
-        select(Orchestration, deleted_at.label("effective_deleted_at"))
-        .join(App, owned_by(Orchestration))
-        .where(Orchestration.org_id == app.org_id, Orchestration.app_name == app.name)
-        .options(
-            selectinload(Orchestration.labels),
-            selectinload(Orchestration.placeholders),
-            selectinload(Orchestration.components),
-        )
+    children = (Orchestration.labels, Orchestration.placeholders, Orchestration.components)
+    return _owned_select(Orchestration, include_deleted, *children).where(
+        Orchestration.org_id == app.org_id, Orchestration.app_name == app.name
     )
-    return stmt if include_deleted else stmt.where(deleted_at.is_(None))
 
 
 def list_orchestrations(
