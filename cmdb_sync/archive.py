@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cmdb_sync.db import READ_ONLY
 from cmdb_sync.errors import BadDelivery
 from cmdb_sync.ingest import ingest
 from cmdb_sync.models import Event
+from cmdb_sync.pagination import keyset_batches
 from cmdb_sync.progress import Reporter
 
 INVALID = "invalid"
@@ -127,17 +127,9 @@ def export_lines(
         stmt = stmt.where(Event.time >= since)
     if kind is not None:
         stmt = stmt.where(Event.kind == kind)
-    after: tuple[datetime, str] | None = None
-    while True:
-        page = stmt if after is None else stmt.where(tuple_(Event.received_at, Event.id) > tuple_(*after))
-        with session_factory() as session:
-            session.connection(execution_options={READ_ONLY: True})
-            batch = list(session.scalars(page.order_by(Event.received_at, Event.id).limit(EXPORT_BATCH)))
-        if not batch:
-            return
+    for batch in keyset_batches(session_factory, stmt, [Event.received_at, Event.id], EXPORT_BATCH):
         for event in batch:
             yield export_line(event)
-        after = (batch[-1].received_at, batch[-1].id)
 
 
 def export_line(event: Event) -> str:

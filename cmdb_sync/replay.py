@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from cmdb_sync.db import READ_ONLY
 from cmdb_sync.errors import BadDelivery
 from cmdb_sync.events import parse_envelope
 from cmdb_sync.ingest import FAILED, project
 from cmdb_sync.models import PROJECTION_TABLES, Event
+from cmdb_sync.pagination import keyset_batches
 from cmdb_sync.progress import Reporter
 
 BATCH_SIZE = 500
@@ -50,36 +50,13 @@ def count(session_factory: sessionmaker[Session], selection: Selection) -> int:
         return session.scalar(selection.where(select(func.count()).select_from(Event))) or 0
 
 
-def _read(session_factory: sessionmaker[Session], stmt: Any) -> list[Event]:
-    """One short read transaction per batch: nothing is held open between batches."""
-    with session_factory() as session:
-        session.connection(execution_options={READ_ONLY: True})
-        return list(session.scalars(stmt))
-
-
 def _batches(session_factory: sessionmaker[Session], selection: Selection, batch_size: int) -> Iterator[list[Event]]:
     """The selected events in ``(time, id)`` order, one batch at a time. Events whose time could
     not be read (journaled as failed) come first, by id: they have no place in time."""
     untimed = selection.where(select(Event).where(Event.time.is_(None)))
-    after_id: str | None = None
-    while True:
-        stmt = untimed if after_id is None else untimed.where(Event.id > after_id)
-        batch = _read(session_factory, stmt.order_by(Event.id).limit(batch_size))
-        if not batch:
-            break
-        yield batch
-        after_id = batch[-1].id
+    yield from keyset_batches(session_factory, untimed, [Event.id], batch_size)
     timed = selection.where(select(Event).where(Event.time.is_not(None)))
-    after: tuple[datetime, str] | None = None
-    while True:
-        stmt = timed if after is None else timed.where(tuple_(Event.time, Event.id) > tuple_(*after))
-        batch = _read(session_factory, stmt.order_by(Event.time, Event.id).limit(batch_size))
-        if not batch:
-            break
-        yield batch
-        last = batch[-1]
-        assert last.time is not None
-        after = (last.time, last.id)
+    yield from keyset_batches(session_factory, timed, [Event.time, Event.id], batch_size)
 
 
 def empty_projections(session_factory: sessionmaker[Session]) -> None:

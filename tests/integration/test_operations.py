@@ -115,7 +115,8 @@ def test_replay_failed_applies_events_again_after_a_fix(engine, session_factory,
     event = env_event("Create", 1000)
     result = ingest(session_factory, event["headers"], raw(event))
     assert (result.status, result.error) == ("failed", "RuntimeError: a bug in the Env projection")
-    ingest(session_factory, *(lambda e: (e["headers"], raw(e)))(app_event("Create", 500)))
+    app = app_event("Create", 500)
+    ingest(session_factory, app["headers"], raw(app))
     monkeypatch.undo()  # the fix is deployed
 
     replayed = cli(migrated_url, "replay", "--failed")
@@ -127,6 +128,23 @@ def test_replay_failed_applies_events_again_after_a_fix(engine, session_factory,
     assert (stored.status, stored.error) == ("applied", None)
     again = cli(migrated_url, "replay", "--failed")
     assert "0 processed" in again.output
+
+
+def test_replay_walks_untimed_and_timed_events_in_batches_once_each(engine, session_factory) -> None:
+    import io
+
+    from cmdb_sync.progress import reporting
+    from cmdb_sync.replay import Selection, replay
+
+    untimed = [app_event("Create", "not a time", event_id=f"u{i}") for i in range(5)]
+    timed = [env_event("Create", 1000, name=f"e{i}", event_id=f"t{i}") for i in range(5)]  # one millisecond
+    for event in untimed + timed:
+        ingest(session_factory, event["headers"], raw(event))
+    with reporting("replay", stream=io.StringIO()) as reporter:
+        replay(session_factory, Selection(), reporter, rebuild=True, batch_size=2)
+    assert dict(reporter.tally.counts) == {"failed": 5, "applied": 5}
+    with session_factory() as session:
+        assert sorted(session.scalars(select(Env.name))) == [f"e{i}" for i in range(5)]
 
 
 def test_replay_narrowed_by_kind_and_since(engine, session_factory, migrated_url) -> None:
