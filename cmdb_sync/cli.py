@@ -6,7 +6,8 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -27,10 +28,32 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def _database_error(exc: SQLAlchemyError) -> click.ClickException:
-    orig = getattr(exc, "orig", None) or exc
-    first = str(orig).strip().splitlines()
-    return click.ClickException(f"database: {first[0] if first else type(exc).__name__}")
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """A database that cannot be reached or used is one line, not a traceback."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        orig = getattr(exc, "orig", None) or exc
+        first = str(orig).strip().splitlines()
+        raise click.ClickException(f"database: {first[0] if first else type(exc).__name__}") from None
+
+
+def _ensure_schema(settings: Settings, *, migrate_postgresql: bool = False, hint: str = "") -> None:
+    """The embedded SQLite default is migrated on the spot; a PostgreSQL schema that is behind
+    stops the command, unless migrating it was asked for."""
+    if settings.is_sqlite or migrate_postgresql:
+        migrate.upgrade(settings.database_url)
+        return
+    engine = make_engine(settings.database_url)
+    try:
+        current = migrate.current_revision(engine)
+    finally:
+        engine.dispose()
+    head = migrate.head_revision()
+    if current != head:
+        msg = f"the database schema is at {current or 'no revision'}, the newest is {head}: run `cmdb-sync db upgrade` first{hint}"
+        raise click.ClickException(msg)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,24 +82,8 @@ def serve(host: str, port: int, workers: int, run_migrations: bool) -> None:
         settings.check_webhook_auth()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    try:
-        if settings.is_sqlite or run_migrations:
-            migrate.upgrade(settings.database_url)
-        else:
-            engine = make_engine(settings.database_url)
-            try:
-                current = migrate.current_revision(engine)
-            finally:
-                engine.dispose()
-            head = migrate.head_revision()
-            if current != head:
-                msg = (
-                    f"the database schema is at {current or 'no revision'}, the newest is {head}: "
-                    "run `cmdb-sync db upgrade` first, or start with --migrate"
-                )
-                raise click.ClickException(msg)
-    except SQLAlchemyError as exc:
-        raise _database_error(exc) from None
+    with _database_errors():
+        _ensure_schema(settings, migrate_postgresql=run_migrations, hint=", or start with --migrate")
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # before prometheus_client is first imported: it picks its value store at import
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cmdb-sync-metrics-")
@@ -106,10 +113,8 @@ def db() -> None:
 
 def _migrate_to(step: Callable[[str, str], None], revision: str) -> None:
     settings = _settings()
-    try:
+    with _database_errors():
         step(settings.database_url, revision)
-    except SQLAlchemyError as exc:
-        raise _database_error(exc) from None
     click.echo(f"database at {revision}")
 
 
@@ -133,9 +138,8 @@ def current() -> None:
     settings = _settings()
     engine = make_engine(settings.database_url)
     try:
-        revision = migrate.current_revision(engine)
-    except SQLAlchemyError as exc:
-        raise _database_error(exc) from None
+        with _database_errors():
+            revision = migrate.current_revision(engine)
     finally:
         engine.dispose()
     head = migrate.head_revision()
@@ -144,18 +148,11 @@ def current() -> None:
 
 
 def _session_factory(settings: Settings):  # type: ignore[no-untyped-def]
-    """Sessions on a database at the newest migration: the SQLite default is migrated here, as
-    `serve` does; a PostgreSQL schema that is behind is refused."""
+    """Sessions on a database at the newest migration (see ``_ensure_schema``)."""
     from cmdb_sync.db import make_session_factory
 
-    if settings.is_sqlite:
-        migrate.upgrade(settings.database_url)
-    engine = make_engine(settings.database_url)
-    if not migrate.is_at_head(engine):
-        engine.dispose()
-        msg = "the database schema is not at the newest migration: run `cmdb-sync db upgrade` first"
-        raise click.ClickException(msg)
-    return make_session_factory(engine)
+    _ensure_schema(settings)
+    return make_session_factory(make_engine(settings.database_url))
 
 
 class IsoTime(click.ParamType):
@@ -194,13 +191,11 @@ def replay(failed_only: bool, rebuild: bool, since: datetime | None, kind: str |
         msg = "--rebuild re-applies the whole journal: it takes no --failed, --since or --kind"
         raise click.UsageError(msg)
     settings = _settings()
-    try:
+    with _database_errors():
         session_factory = _session_factory(settings)
         selection = Selection(failed_only=failed_only, since=since, kind=kind)
         with reporting("rebuild" if rebuild else "replay") as reporter:
             run_replay(session_factory, selection, reporter, rebuild=rebuild)
-    except SQLAlchemyError as exc:
-        raise _database_error(exc) from None
     _finish(reporter, "replayed")
 
 
@@ -216,12 +211,10 @@ def import_(source: TextIO) -> None:
     if source is not sys.stdin and source.seekable():
         total = sum(1 for line in source if line.strip())
         source.seek(0)
-    try:
+    with _database_errors():
         session_factory = _session_factory(settings)
         with reporting("import", total=total) as reporter:
             import_lines(session_factory, source, reporter)
-    except SQLAlchemyError as exc:
-        raise _database_error(exc) from None
     _finish(reporter, "imported")
     if reporter.tally.counts.get(INVALID):
         sys.exit(2)
@@ -240,12 +233,10 @@ def export(since: datetime | None, kind: str | None, output: TextIO) -> None:
     from cmdb_sync.archive import export_lines, write_lines
 
     settings = _settings()
-    try:
+    with _database_errors():
         session_factory = _session_factory(settings)
         with reporting("export") as reporter:
             write_lines(export_lines(session_factory, since=since, kind=kind), output, reporter)
-    except SQLAlchemyError as exc:
-        raise _database_error(exc) from None
     output.flush()
     _finish(reporter, "exported")
 
@@ -279,17 +270,16 @@ def backfill(org: str, app: str | None, base_url: str | None, edition: str, max_
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        session_factory = _session_factory(settings)
         with (
+            _database_errors(),
             appstack_http(base_url or CENTRAL_BASE_URL, settings.appstack_token) as http,
             reporting("backfill") as reporter,
         ):
+            session_factory = _session_factory(settings)
             client = AppStackClient(http, org=org, edition=edition)
             report = Backfill(session_factory, client, org=org, app=app, max_delete=fraction, reporter=reporter).run()
     except AppStackError as exc:
         raise click.ClickException(f"{exc.detail} (progress is kept: run the same command again to resume)") from None
-    except SQLAlchemyError as exc:
-        raise _database_error(exc) from None
     resumed = " (resumed)" if report.resumed else ""
     click.echo(
         f"backfill {report.run_id}{resumed}: {report.apps_seen} apps ({report.apps_skipped} done before), "
