@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import logging
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from cmdb_sync import __version__
+from cmdb_sync.api.auth import ACCESS, PUBLIC, provide_principal, require_token
+from cmdb_sync.api.deployments import DeploymentsController
 from cmdb_sync.api.health import healthz, metrics, readyz
 from cmdb_sync.api.inventory import InventoryController
+from cmdb_sync.api.journal import JournalController
+from cmdb_sync.api.params import provide_db
 from cmdb_sync.api.problems import problem_details_plugin
+from cmdb_sync.api.state import ServerState
 from cmdb_sync.api.webhooks import receive_webhook
-from cmdb_sync.services import Services
 from cmdb_sync.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -27,23 +32,33 @@ def create_app(settings: Settings) -> Litestar:
         log.warning("no webhook token configured: accepting unauthenticated deliveries (as asked)")
     if not settings.api_tokens and not settings.api_admin_tokens:
         log.warning("no API token configured: the read API is open to anyone who can reach it")
-    services = Services.from_settings(settings)
-
-    def dispose() -> None:
-        services.engine.dispose()
-
+    state = ServerState.from_settings(settings)
     return Litestar(
-        route_handlers=[receive_webhook, InventoryController, healthz, readyz, metrics],
-        state=State({"services": services}),
+        route_handlers=[
+            receive_webhook,
+            InventoryController,
+            DeploymentsController,
+            JournalController,
+            healthz,
+            readyz,
+            metrics,
+        ],
+        # closed by default: a route without opt={ACCESS: PUBLIC} needs a read token (when any is set)
+        guards=[require_token],
+        dependencies={
+            "db": Provide(provide_db),
+            "who": Provide(provide_principal, sync_to_thread=False),
+        },
+        state=State({"server": state}),
         plugins=[problem_details_plugin()],
         request_max_body_size=settings.max_body_bytes,
-        on_shutdown=[dispose],
+        on_shutdown=[state.database.dispose],
         openapi_config=OpenAPIConfig(
             title="cmdb-sync",
             version=__version__,
             description="System of record for Alibaba Cloud Yunxiao AppStack: webhook receiver and inventory API.",
-            path="/schema",
             render_plugins=[SwaggerRenderPlugin()],
+            openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, opt={ACCESS: PUBLIC}),
         ),
     )
 

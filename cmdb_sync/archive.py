@@ -17,48 +17,33 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from cmdb_sync.db import keyset_batches
 from cmdb_sync.errors import BadDelivery
 from cmdb_sync.ingest import ingest
 from cmdb_sync.models import Event
-from cmdb_sync.pagination import keyset_batches
 from cmdb_sync.progress import Reporter
+from cmdb_sync.projections import REGISTRY
+from cmdb_sync.status import Status
 
-INVALID = "invalid"
 EXPORT_BATCH = 500
-# What a bare body's missing headers are taken to be: history kinds only send status updates, and an
-# object kind's snapshot without an action is taken to say the object exists.
-DEFAULT_ACTIONS = {
-    "ChangeOrder": "StatusUpdate",
-    "ChangeRequest": "StatusUpdate",
-    "ReleaseStageExecution": "StatusUpdate",
-}
-DEFAULT_OBJECT_ACTION = "Update"
-
-
-def _app_of(body: dict[str, Any]) -> str | None:
-    attributes = body.get("objectAttributes")
-    if not isinstance(attributes, dict):
-        return None
-    if body.get("objectKind") == "App":
-        return attributes.get("name") if isinstance(attributes.get("name"), str) else None
-    app = attributes.get("app")
-    if isinstance(app, dict) and isinstance(app.get("name"), str):
-        return app["name"]
-    return attributes.get("appName") if isinstance(attributes.get("appName"), str) else None
 
 
 def headers_for_bare_body(body: dict[str, Any]) -> dict[str, str]:
     """Headers a bare body implies: kind from ``objectKind``, app from the attributes, action from
-    a top-level ``action`` when the archive kept one, else the kind's default."""
+    a top-level ``action`` when the archive kept one, else the kind's default (history kinds only
+    send status updates; an object kind's snapshot without an action is taken to say it exists)."""
     kind = body.get("objectKind")
     headers: dict[str, str] = {}
-    if isinstance(kind, str):
-        headers["X-AppStack-Event"] = kind
-        action = body.get("action")
-        headers["X-AppStack-Action"] = (
-            action if isinstance(action, str) else DEFAULT_ACTIONS.get(kind, DEFAULT_OBJECT_ACTION)
-        )
-    app = _app_of(body)
+    if not isinstance(kind, str):
+        return headers
+    headers["X-AppStack-Event"] = kind
+    projection = REGISTRY.get(kind)
+    action = body.get("action")
+    if isinstance(action, str):
+        headers["X-AppStack-Action"] = action
+    elif projection is not None:
+        headers["X-AppStack-Action"] = projection.default_action
+    app = projection.app_of(body.get("objectAttributes")) if projection is not None else None
     if app:
         headers["X-AppStack-App"] = app
     return headers
@@ -113,7 +98,7 @@ def import_lines(session_factory: sessionmaker[Session], lines: Iterable[str], r
             result = ingest(session_factory, delivery.headers, delivery.raw, received_at=delivery.received_at)
         except BadDelivery as exc:
             reporter.note(f"line {number}: skipped: {exc}")
-            reporter.advance(INVALID)
+            reporter.advance(Status.INVALID)
             continue
         reporter.advance(result.status)
 
@@ -133,15 +118,11 @@ def export_lines(
 
 
 def export_line(event: Event) -> str:
-    try:
-        body: Any = json.loads(event.body)
-    except ValueError:  # journaled bodies are JSON; keep anything else verbatim rather than lose it
-        body = event.body
-    document = {"headers": event.headers, "body": body, "received_at": event.received_at.isoformat()}
+    document = {"headers": event.headers, "body": event.parsed_body, "received_at": event.received_at.isoformat()}
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
 def write_lines(lines: Iterable[str], out: TextIO, reporter: Reporter) -> None:
     for line in lines:
         out.write(line + "\n")
-        reporter.advance("exported")
+        reporter.advance(Status.EXPORTED)

@@ -26,11 +26,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cmdb_sync.appstack import AppStackClient
-from cmdb_sync.events import EPOCH
 from cmdb_sync.ingest import ingest as ingest_delivery
-from cmdb_sync.ingest import now_utc
-from cmdb_sync.models import App, BackfillRun, Env, Event, Orchestration, VariableGroup
+from cmdb_sync.models import App, BackfillRun, Event, stored_json
 from cmdb_sync.progress import Reporter
+from cmdb_sync.projections import LISTED
+from cmdb_sync.times import iso_utc, now_utc, to_epoch_ms
 
 ACTOR = "cmdb-sync-backfill"
 # Yunxiao's OpenAPI writes some times as "2024-09-01 00:00:00": read in the service's zone, China.
@@ -55,7 +55,7 @@ def epoch_ms(value: Any) -> int | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC if not _PLAIN_TIME.match(text) else SERVICE_ZONE)
-    return int((parsed - EPOCH).total_seconds() * 1000)
+    return to_epoch_ms(parsed)
 
 
 # --- OpenAPI shapes to webhook snapshots ---------------------------------------------------------
@@ -133,10 +133,6 @@ def _event_id(run_id: str, *parts: str) -> str:
     return f"backfill-{digest[:32]}"
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
 class Backfill:
     def __init__(
         self,
@@ -166,7 +162,7 @@ class Backfill:
             "id": _event_id(run_id, kind, action if action == "Delete" else "", *identity),
             "user": {"id": ACTOR},
             "orgId": self.org,
-            "time": _iso(self.clock()),
+            "time": iso_utc(self.clock()),
             "objectKind": kind,
             "objectAttributes": attributes,
         }
@@ -263,7 +259,10 @@ class Backfill:
         unseen.extend(a for a in apps if a.name in gone_apps)
         living = [a.name for a in apps if a.name not in gone_apps]
         held = len(apps)
-        for model in (Env, VariableGroup, Orchestration):
+        for projection in LISTED:
+            model: Any = projection.model
+            if model is App:  # apps are above
+                continue
             children = list(
                 session.scalars(
                     select(model).where(
@@ -301,26 +300,18 @@ class Backfill:
             for event_id, body in session.execute(
                 select(Event.id, Event.body).where(Event.id.in_(wanted[start : start + 500]))
             ):
-                try:
-                    attributes = json.loads(body).get("objectAttributes")
-                except (ValueError, AttributeError):
-                    continue
+                document = stored_json(body)
+                attributes = document.get("objectAttributes") if isinstance(document, dict) else None
                 if isinstance(attributes, dict):
                     found[event_id] = attributes
         return found
 
     def _send_delete(self, run_id: str, row: Any, attributes: dict[str, Any] | None) -> None:
-        if isinstance(row, App):
-            self.send(run_id, "App", "Delete", row.name, attributes or {"name": row.name}, row.name)
-        elif isinstance(row, Env):
-            attrs = attributes or {"name": row.name, "appName": row.app_name}
-            self.send(run_id, "Env", "Delete", row.app_name, attrs, row.app_name, row.name)
-        elif isinstance(row, VariableGroup):
-            attrs = attributes or {"name": row.name}
-            self.send(run_id, "VariableGroup", "Delete", row.app_name, attrs, row.app_name, row.name)
-        else:
-            attrs = attributes or {"sn": row.sn, "app": {"name": row.app_name}}
-            self.send(run_id, "AppOrchestration", "Delete", row.app_name, attrs, row.sn)
+        projection = next(p for p in LISTED if isinstance(row, p.model))
+        assert projection.listed is not None
+        app = row.name if isinstance(row, App) else row.app_name
+        attrs = attributes or projection.listed.tombstone(row)
+        self.send(run_id, projection.kind, "Delete", app, attrs, *projection.listed.key(row))
 
 
 def parse_max_delete(text: str) -> float:

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TextIO
 
 import click
@@ -16,9 +16,11 @@ import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
 from cmdb_sync import migrate
-from cmdb_sync.db import make_engine
+from cmdb_sync.db import Database, describe_error
 from cmdb_sync.progress import ProgressReporter, reporting
 from cmdb_sync.settings import ConfigError, Settings, load_settings
+from cmdb_sync.status import Status
+from cmdb_sync.times import as_utc
 
 
 def _settings() -> Settings:
@@ -34,26 +36,27 @@ def _database_errors() -> Iterator[None]:
     try:
         yield
     except SQLAlchemyError as exc:
-        orig = getattr(exc, "orig", None) or exc
-        first = str(orig).strip().splitlines()
-        raise click.ClickException(f"database: {first[0] if first else type(exc).__name__}") from None
+        raise click.ClickException(f"database: {describe_error(exc)}") from None
 
 
-def _ensure_schema(settings: Settings, *, migrate_postgresql: bool = False, hint: str = "") -> None:
+def _ensure_schema(settings: Settings, database: Database, *, migrate_postgresql: bool = False, hint: str = "") -> None:
     """The embedded SQLite default is migrated on the spot; a PostgreSQL schema that is behind
     stops the command, unless migrating it was asked for."""
     if settings.is_sqlite or migrate_postgresql:
         migrate.upgrade(settings.database_url)
         return
-    engine = make_engine(settings.database_url)
-    try:
-        current = migrate.current_revision(engine)
-    finally:
-        engine.dispose()
-    head = migrate.head_revision()
-    if current != head:
-        msg = f"the database schema is at {current or 'no revision'}, the newest is {head}: run `cmdb-sync db upgrade` first{hint}"
-        raise click.ClickException(msg)
+    behind = migrate.behind_head(database.engine)
+    if behind:
+        raise click.ClickException(f"{behind} first{hint}")
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[Database]:
+    """The command's one database, at the newest migration (see ``_ensure_schema``), disposed at the end;
+    a database that cannot be reached or used is one line."""
+    with _database_errors(), Database.open(settings.database_url) as database:
+        _ensure_schema(settings, database)
+        yield database
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -78,22 +81,16 @@ def serve(host: str, port: int, workers: int, run_migrations: bool) -> None:
 
     settings = _settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # What would stop every worker is said once, here, before any starts.
     try:
         settings.check_webhook_auth()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    with _database_errors():
-        _ensure_schema(settings, migrate_postgresql=run_migrations, hint=", or start with --migrate")
+    with _database_errors(), Database.open(settings.database_url, pool_size=1) as database:
+        _ensure_schema(settings, database, migrate_postgresql=run_migrations, hint=", or start with --migrate")
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # before prometheus_client is first imported: it picks its value store at import
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cmdb-sync-metrics-")
-    # Build the app once here: what would stop every worker is said once, before any starts.
-    from cmdb_sync.app import create_app
-
-    try:
-        create_app(settings)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(f"cmdb-sync listening on http://{host}:{port} ({workers} worker(s))", err=True)
     Server(
         "cmdb_sync.app:app_factory",
@@ -136,23 +133,11 @@ def downgrade(revision: str) -> None:
 def current() -> None:
     """Print the schema's revision and the newest one."""
     settings = _settings()
-    engine = make_engine(settings.database_url)
-    try:
-        with _database_errors():
-            revision = migrate.current_revision(engine)
-    finally:
-        engine.dispose()
-    head = migrate.head_revision()
-    state = "up to date" if revision == head else "behind: run `cmdb-sync db upgrade`"
-    click.echo(f"current: {revision or 'none'}\nnewest:  {head}\n{state}")
-
-
-def _session_factory(settings: Settings):  # type: ignore[no-untyped-def]
-    """Sessions on a database at the newest migration (see ``_ensure_schema``)."""
-    from cmdb_sync.db import make_session_factory
-
-    _ensure_schema(settings)
-    return make_session_factory(make_engine(settings.database_url))
+    with _database_errors(), Database.open(settings.database_url, pool_size=1) as database:
+        revision = migrate.current_revision(database.engine)
+        behind = migrate.behind_head(database.engine)
+    state = "up to date" if behind is None else "behind: run `cmdb-sync db upgrade`"
+    click.echo(f"current: {revision or 'none'}\nnewest:  {migrate.head_revision()}\n{state}")
 
 
 class IsoTime(click.ParamType):
@@ -162,13 +147,11 @@ class IsoTime(click.ParamType):
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
         if isinstance(value, datetime):
-            parsed = value
-        else:
-            try:
-                parsed = datetime.fromisoformat(str(value))
-            except ValueError:
-                self.fail(f"{value!r} is not ISO-8601 (e.g. 2024-07-29T07:00:00Z)", param, ctx)
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+            return as_utc(value)
+        try:
+            return as_utc(datetime.fromisoformat(str(value)))
+        except ValueError:
+            self.fail(f"{value!r} is not ISO-8601 (e.g. 2024-07-29T07:00:00Z)", param, ctx)
 
 
 def _finish(reporter: ProgressReporter, what: str) -> None:
@@ -191,11 +174,9 @@ def replay(failed_only: bool, rebuild: bool, since: datetime | None, kind: str |
         msg = "--rebuild re-applies the whole journal: it takes no --failed, --since or --kind"
         raise click.UsageError(msg)
     settings = _settings()
-    with _database_errors():
-        session_factory = _session_factory(settings)
-        selection = Selection(failed_only=failed_only, since=since, kind=kind)
-        with reporting("rebuild" if rebuild else "replay") as reporter:
-            run_replay(session_factory, selection, reporter, rebuild=rebuild)
+    selection = Selection(failed_only=failed_only, since=since, kind=kind)
+    with _database(settings) as database, reporting("rebuild" if rebuild else "replay") as reporter:
+        run_replay(database.sessions, selection, reporter, rebuild=rebuild)
     _finish(reporter, "replayed")
 
 
@@ -204,19 +185,17 @@ def replay(failed_only: bool, rebuild: bool, since: datetime | None, kind: str |
 def import_(source: TextIO) -> None:
     """Ingest archived deliveries from SOURCE ('-' for stdin), one JSON per line: either
     {"headers": {...}, "body": {...}} or a bare body. Bad lines are reported and skipped."""
-    from cmdb_sync.archive import INVALID, import_lines
+    from cmdb_sync.archive import import_lines
 
     settings = _settings()
     total = None
     if source is not sys.stdin and source.seekable():
         total = sum(1 for line in source if line.strip())
         source.seek(0)
-    with _database_errors():
-        session_factory = _session_factory(settings)
-        with reporting("import", total=total) as reporter:
-            import_lines(session_factory, source, reporter)
+    with _database(settings) as database, reporting("import", total=total) as reporter:
+        import_lines(database.sessions, source, reporter)
     _finish(reporter, "imported")
-    if reporter.tally.counts.get(INVALID):
+    if reporter.tally.counts.get(Status.INVALID):
         sys.exit(2)
 
 
@@ -233,10 +212,8 @@ def export(since: datetime | None, kind: str | None, output: TextIO) -> None:
     from cmdb_sync.archive import export_lines, write_lines
 
     settings = _settings()
-    with _database_errors():
-        session_factory = _session_factory(settings)
-        with reporting("export") as reporter:
-            write_lines(export_lines(session_factory, since=since, kind=kind), output, reporter)
+    with _database(settings) as database, reporting("export") as reporter:
+        write_lines(export_lines(database.sessions, since=since, kind=kind), output, reporter)
     output.flush()
     _finish(reporter, "exported")
 
@@ -271,13 +248,12 @@ def backfill(org: str, app: str | None, base_url: str | None, edition: str, max_
         raise click.UsageError(str(exc)) from None
     try:
         with (
-            _database_errors(),
+            _database(settings) as database,
             appstack_http(base_url or CENTRAL_BASE_URL, settings.appstack_token) as http,
             reporting("backfill") as reporter,
         ):
-            session_factory = _session_factory(settings)
             client = AppStackClient(http, org=org, edition=edition)
-            report = Backfill(session_factory, client, org=org, app=app, max_delete=fraction, reporter=reporter).run()
+            report = Backfill(database.sessions, client, org=org, app=app, max_delete=fraction, reporter=reporter).run()
     except AppStackError as exc:
         raise click.ClickException(f"{exc.detail} (progress is kept: run the same command again to resume)") from None
     resumed = " (resumed)" if report.resumed else ""

@@ -1,15 +1,18 @@
-"""Engine, sessions, and the one dialect-aware upsert every projection writes through."""
+"""The database: one factory of engines and sessions for the server and every command, the
+dialect-aware upsert every projection writes through, and a keyset walker for long reads."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Self
 
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import Engine, Select, Table, bindparam, create_engine, event, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -71,6 +74,37 @@ def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
+@dataclass(frozen=True)
+class Database:
+    """One database as the server and every command use it: the engine, sessions that write and
+    sessions that only read. Built once per process and disposed once (``with Database.open(...)``)."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]
+
+    @classmethod
+    def open(cls, url: str, *, pool_size: int = 10) -> Self:
+        engine = make_engine(url, pool_size=pool_size)
+        return cls(engine, make_session_factory(engine), make_read_session_factory(engine))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.dispose()
+
+
+def describe_error(exc: SQLAlchemyError) -> str:
+    """The first line of what the driver said: enough for an operator, without the SQL and traceback."""
+    orig = getattr(exc, "orig", None)
+    lines = str(orig or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def upsert(
     session: Session,
     table: Table,
@@ -103,3 +137,24 @@ def upsert(
         session.execute(stmt)
         return None
     return session.execute(stmt.returning(returning)).scalar_one_or_none()
+
+
+def keyset_batches(
+    session_factory: sessionmaker[Session], stmt: Select[Any], keys: Sequence[Any], batch_size: int
+) -> Iterator[list[Any]]:
+    """Every entity ``stmt`` selects, in ``keys`` order (ORM attributes, unique together), a batch
+    at a time: memory holds one batch, and each batch is its own short read transaction, so
+    nothing is held open between batches (on SQLite, not the write lock either)."""
+    after: list[Any] | None = None
+    while True:
+        page = stmt
+        if after is not None:
+            bound = tuple_(*(bindparam(None, value, type_=key.type) for key, value in zip(keys, after, strict=True)))
+            page = stmt.where(tuple_(*keys) > bound)
+        with session_factory() as session:
+            session.connection(execution_options={READ_ONLY: True})
+            batch = list(session.scalars(page.order_by(*keys).limit(batch_size)))
+        if not batch:
+            return
+        yield batch
+        after = [getattr(batch[-1], key.key) for key in keys]

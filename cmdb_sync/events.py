@@ -8,57 +8,14 @@ delivery whose attributes do not fit is still journaled, as ``failed``.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from cmdb_sync.errors import BadDelivery, ProjectionError
-
-_NUMERIC = re.compile(r"^-?\d+$")
-
-
-def _truncate_ms(value: datetime) -> datetime:
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def from_epoch_ms(value: int) -> datetime:
-    try:
-        return EPOCH + timedelta(milliseconds=value)
-    except OverflowError:
-        msg = f"time: {value} is out of range for epoch milliseconds"
-        raise ValueError(msg) from None
-
-
-def parse_event_time(value: object) -> datetime:
-    """The envelope's ``time``: epoch ms (number or numeric string) or ISO-8601 with an offset."""
-    if isinstance(value, bool):
-        msg = "time: must be epoch milliseconds or ISO-8601 with an offset, got a boolean"
-        raise ValueError(msg)
-    if isinstance(value, int):
-        return from_epoch_ms(value)
-    if isinstance(value, float) and value.is_integer():
-        return from_epoch_ms(int(value))
-    if isinstance(value, str):
-        text = value.strip()
-        if _NUMERIC.match(text):
-            return from_epoch_ms(int(text))
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            msg = f"time: {value!r} is neither epoch milliseconds nor ISO-8601"
-            raise ValueError(msg) from None
-        if parsed.tzinfo is None:
-            msg = f"time: {value!r} has no UTC offset"
-            raise ValueError(msg)
-        return _truncate_ms(parsed.astimezone(UTC))
-    msg = f"time: must be epoch milliseconds or ISO-8601 with an offset, got {type(value).__name__}"
-    raise ValueError(msg)
+from cmdb_sync.times import parse_event_time
 
 
 def _epoch_ms_or_null(value: object) -> datetime | None:

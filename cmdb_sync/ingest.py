@@ -12,23 +12,23 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cmdb_sync.db import upsert, write_lock
+from cmdb_sync.db import describe_error, upsert, write_lock
 from cmdb_sync.errors import DatabaseUnavailable, ProjectionError
 from cmdb_sync.events import Envelope, parse_envelope, scrub_nul
 from cmdb_sync.models import Event
 from cmdb_sync.projections import REGISTRY
+from cmdb_sync.status import Status
+from cmdb_sync.times import now_utc
 
 log = logging.getLogger(__name__)
 
-# The statuses ingest adds to the projections' own (applied, stale: projections.common).
-DUPLICATE, UNSUPPORTED, FAILED = "duplicate", "unsupported", "failed"
 REDACTED = "[redacted]"
 SECRET_HEADERS = frozenset({"x-appstack-token", "authorization", "cookie", "proxy-authorization"})
 MAX_ERROR_CHARS = 2000
@@ -40,7 +40,7 @@ MAX_ATTEMPTS = 5
 @dataclass(frozen=True)
 class IngestResult:
     event_id: str
-    status: str
+    status: Status
     error: str | None = None
     kind: str | None = None
     action: str | None = None
@@ -59,28 +59,23 @@ def decode_body(raw: bytes | str) -> str:
     return raw.decode(json.detect_encoding(raw))
 
 
-def now_utc() -> datetime:
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def project(session: Session, envelope: Envelope) -> tuple[str, str | None]:
+def project(session: Session, envelope: Envelope) -> tuple[Status, str | None]:
     """Apply one journaled event to the projections, inside a savepoint; never raises for bad data."""
     if envelope.time is None:
-        return FAILED, envelope.time_error
+        return Status.FAILED, envelope.time_error
     projection = REGISTRY.get(envelope.kind)
     if projection is None or envelope.action not in projection.actions:
-        return UNSUPPORTED, None
+        return Status.UNSUPPORTED, None
     try:
         with session.begin_nested():
-            return projection.apply(session, envelope), None
+            return Status(projection.apply(session, envelope)), None
     except ProjectionError as exc:
-        return FAILED, str(exc)[:MAX_ERROR_CHARS]
+        return Status.FAILED, str(exc)[:MAX_ERROR_CHARS]
     except OperationalError:
         raise
     except Exception as exc:  # a projection bug must not lose the event: it is kept as failed
         log.exception("projection of event %s failed", envelope.id)
-        return FAILED, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+        return Status.FAILED, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
 
 
 def _is_retryable(exc: DBAPIError) -> bool:
@@ -105,7 +100,7 @@ def ingest(
         "actor_id": envelope.actor_id,
         "time": envelope.time,
         "received_at": received_at or now_utc(),
-        "status": "received",
+        "status": Status.RECEIVED,
         "error": None,
         "headers": redact_headers(headers),
         "body": decode_body(raw),
@@ -117,9 +112,9 @@ def ingest(
             if _is_retryable(exc) and attempt < MAX_ATTEMPTS:
                 log.info("retrying event %s after %s", envelope.id, exc.orig)
                 continue
-            raise DatabaseUnavailable(_describe(exc)) from exc
+            raise DatabaseUnavailable(f"database unavailable: {describe_error(exc)}") from exc
         except SQLAlchemyError as exc:
-            raise DatabaseUnavailable(_describe(exc)) from exc
+            raise DatabaseUnavailable(f"database unavailable: {describe_error(exc)}") from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -129,13 +124,7 @@ def _journal_and_project(
     with write_lock(session_factory), session_factory() as session, session.begin():
         inserted = upsert(session, Event.__table__, row, conflict=("id",), returning=Event.__table__.c.id)
         if inserted is None:
-            return IngestResult(envelope.id, DUPLICATE, kind=envelope.kind, action=envelope.action)
+            return IngestResult(envelope.id, Status.DUPLICATE, kind=envelope.kind, action=envelope.action)
         status, error = project(session, envelope)
         session.execute(update(Event).where(Event.id == envelope.id).values(status=status, error=error))
     return IngestResult(envelope.id, status, error, kind=envelope.kind, action=envelope.action)
-
-
-def _describe(exc: SQLAlchemyError) -> str:
-    orig = getattr(exc, "orig", None)
-    first_line = str(orig or exc).strip().splitlines()
-    return f"database unavailable: {first_line[0] if first_line else type(exc).__name__}"

@@ -11,10 +11,9 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from cmdb_sync.projections import REGISTRY
+from cmdb_sync.projections import KNOWN_ACTIONS, REGISTRY
 
 KNOWN_KINDS = frozenset(REGISTRY)
-KNOWN_ACTIONS = frozenset({"Create", "Update", "Delete", "StatusUpdate"})
 
 
 def _bounded(value: str | None, known: frozenset[str]) -> str:

@@ -40,5 +40,10 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def is_at_head(engine: Engine) -> bool:
-    return current_revision(engine) == head_revision()
+def behind_head(engine: Engine) -> str | None:
+    """None when the schema is at the newest migration; else the one line that says where it is
+    and what to run. Every "is the schema at head" question (serve, the commands, /readyz) asks here."""
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return None
+    return f"the database schema is at {current or 'no revision'}, the newest is {head}: run `cmdb-sync db upgrade`"

@@ -6,6 +6,7 @@ last set it; the version guard in ``projections.common`` compares against it ins
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,6 +84,10 @@ class Event(Base):
     headers: Mapped[dict[str, Any]] = mapped_column(comment="request headers, token redacted")
     body: Mapped[str] = mapped_column(Text, comment="raw request body, verbatim")
 
+    @property
+    def parsed_body(self) -> Any:
+        return stored_json(self.body)
+
     __table_args__ = (
         Index(None, "time", "id"),
         Index(None, "received_at", "id"),
@@ -90,6 +95,15 @@ class Event(Base):
         Index(None, "kind", "received_at", "id"),
         Index(None, "app", "received_at", "id"),
     )
+
+
+def stored_json(body: str) -> Any:
+    """A journaled body as JSON. Every body was JSON when it was received; anything else is kept
+    verbatim rather than lost."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body
 
 
 class Versioned:
@@ -403,24 +417,3 @@ class BackfillRun(Base):
     completed_apps: Mapped[list[Any]] = mapped_column(comment="apps whose objects are all ingested")
 
     __table_args__ = (Index(None, "org_id", "scope", "finished_at"),)
-
-
-PROJECTION_TABLES = [
-    # children first, so a rebuild can empty them in this order
-    ChangeOrderTask.__table__,
-    ChangeOrderStage.__table__,
-    ChangeOrderJob.__table__,
-    ChangeOrder.__table__,
-    ChangeRequest.__table__,
-    ReleaseStageExecution.__table__,
-    EnvLabel.__table__,
-    EnvProfile.__table__,
-    Variable.__table__,
-    OrchestrationLabel.__table__,
-    Placeholder.__table__,
-    Component.__table__,
-    Env.__table__,
-    VariableGroup.__table__,
-    Orchestration.__table__,
-    App.__table__,
-]

@@ -17,12 +17,14 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cmdb_sync.db import keyset_batches
 from cmdb_sync.errors import BadDelivery
 from cmdb_sync.events import parse_envelope
-from cmdb_sync.ingest import FAILED, project
-from cmdb_sync.models import PROJECTION_TABLES, Event
-from cmdb_sync.pagination import keyset_batches
+from cmdb_sync.ingest import project
+from cmdb_sync.models import Event
 from cmdb_sync.progress import Reporter
+from cmdb_sync.projections import projection_tables
+from cmdb_sync.status import Status
 
 BATCH_SIZE = 500
 
@@ -37,7 +39,7 @@ class Selection:
 
     def where(self, stmt: Any) -> Any:
         if self.failed_only:
-            stmt = stmt.where(Event.status == FAILED)
+            stmt = stmt.where(Event.status == Status.FAILED)
         if self.since is not None:
             stmt = stmt.where(Event.time >= self.since)
         if self.kind is not None:
@@ -62,7 +64,7 @@ def _batches(session_factory: sessionmaker[Session], selection: Selection, batch
 def empty_projections(session_factory: sessionmaker[Session]) -> None:
     """Delete every projected row (children first) in one transaction; the journal stays."""
     with session_factory() as session, session.begin():
-        for table in PROJECTION_TABLES:
+        for table in projection_tables():
             session.execute(delete(table))
 
 
@@ -90,7 +92,7 @@ def _replay_batch(session_factory: sessionmaker[Session], batch: list[Event]) ->
             try:
                 envelope, _ = parse_envelope(event.headers, event.body)
             except BadDelivery as exc:  # journaled by an older version with looser checks
-                status, error = FAILED, str(exc)
+                status, error = Status.FAILED, str(exc)
             else:
                 status, error = project(session, envelope)
             session.execute(update(Event).where(Event.id == event.id).values(status=status, error=error))

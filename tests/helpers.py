@@ -9,31 +9,22 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from cmdb_sync.models import Base
+from cmdb_sync.projections import PROJECTIONS
 
 ORG = "org-1"
 APP = "shop"
-NATURAL_KEYS = {
-    "apps": ("org_id", "name"),
-    "envs": ("org_id", "app_name", "name"),
-    "variable_groups": ("org_id", "app_name", "name"),
-    "orchestrations": ("org_id", "sn"),
-    "change_orders": ("org_id", "sn"),
-    "change_requests": ("org_id", "sn"),
-    "release_stage_executions": ("org_id", "release_workflow_sn", "release_stage_sn", "engine_instance_id"),
-}
+# each kind's table by the columns that name one object
+NATURAL_KEYS = {projection.table.name: projection.identity for projection in PROJECTIONS}
+
+
+def _parent(table: Any) -> tuple[str, str]:
+    (fk,) = table.foreign_keys
+    return fk.parent.name, fk.column.table.name
+
+
 # child table: (its parent's id column, the parent table); parents come before their children, and
 # a child is known by its parent's key and its position
-CHILDREN = {
-    "env_labels": ("env_id", "envs"),
-    "env_profiles": ("env_id", "envs"),
-    "variables": ("group_id", "variable_groups"),
-    "orchestration_labels": ("orchestration_id", "orchestrations"),
-    "placeholders": ("orchestration_id", "orchestrations"),
-    "components": ("orchestration_id", "orchestrations"),
-    "change_order_jobs": ("change_order_id", "change_orders"),
-    "change_order_stages": ("job_id", "change_order_jobs"),
-    "change_order_tasks": ("stage_id", "change_order_stages"),
-}
+CHILDREN = {child.name: _parent(child) for projection in PROJECTIONS for child in projection.children}
 
 
 def delivery(

@@ -1,4 +1,5 @@
-"""Bearer tokens of the read API: who may read, who may also reveal values and read the journal."""
+"""Who may read: bearer tokens checked by one guard on the whole app, so a route is closed unless
+it says otherwise (``opt={"access": PUBLIC}``); admin-only routes say ``opt={"access": ADMIN}``."""
 
 from __future__ import annotations
 
@@ -6,11 +7,18 @@ import hmac
 from dataclasses import dataclass
 
 from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
 
+from cmdb_sync.api.state import server_state
 from cmdb_sync.errors import Forbidden, Unauthorized
-from cmdb_sync.services import Services
+from cmdb_sync.settings import Settings
 
 ADMIN_TOKEN_SETTING = "CMDB_SYNC_API_ADMIN_TOKENS"
+ACCESS = "access"
+PUBLIC = "public"  # no bearer token: health, metrics, the OpenAPI document, the webhook (its own token)
+READ = "read"  # the default: a read or admin token, when any is configured
+ADMIN = "admin"  # an admin token
 
 
 def token_accepted(given: str | None, accepted: list[str]) -> bool:
@@ -34,12 +42,9 @@ class Principal:
             raise Forbidden(msg)
 
 
-def principal(request: Request) -> Principal:
+def identify(settings: Settings, authorization: str | None) -> Principal:
     """Who is asking. With no API token configured the API is open (not admin: nothing secret shows)."""
-    services: Services = request.app.state.services
-    settings = services.settings
     readers, admins = settings.api_tokens, settings.api_admin_tokens
-    authorization = request.headers.get("authorization")
     token = None
     if authorization:
         scheme, _, credentials = authorization.partition(" ")
@@ -58,3 +63,19 @@ def principal(request: Request) -> Principal:
         return Principal(is_admin=False)
     msg = "Authorization: token not accepted"
     raise Unauthorized(msg)
+
+
+def require_token(connection: ASGIConnection, handler: BaseRouteHandler) -> None:  # type: ignore[type-arg]
+    """The app's guard: every route needs a read token unless it is marked public."""
+    access = handler.opt.get(ACCESS, READ)
+    if access == PUBLIC:
+        return
+    principal = identify(server_state(connection).settings, connection.headers.get("authorization"))
+    if access == ADMIN:
+        principal.require_admin(handler.opt.get("admin_what", "this route"))
+    connection.state.principal = principal
+
+
+def provide_principal(request: Request) -> Principal:  # type: ignore[type-arg]
+    """The guard's answer, for handlers that decide more (``reveal=true``)."""
+    return request.state.principal  # type: ignore[no-any-return]

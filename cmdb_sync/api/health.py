@@ -7,10 +7,11 @@ from litestar import Request, Response, get
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from cmdb_sync.api.schemas import problem_responses
+from cmdb_sync.api.auth import ACCESS, PUBLIC
+from cmdb_sync.api.problems import problem_responses
+from cmdb_sync.api.state import ServerState, server_state
 from cmdb_sync.errors import DatabaseUnavailable
-from cmdb_sync.migrate import current_revision, head_revision
-from cmdb_sync.services import Services
+from cmdb_sync.migrate import behind_head, current_revision
 
 
 class Health(BaseModel):
@@ -18,19 +19,19 @@ class Health(BaseModel):
     revision: str | None = None
 
 
-@get("/healthz", summary="Liveness: the process answers", tags=["operations"])
+@get("/healthz", summary="Liveness: the process answers", tags=["operations"], opt={ACCESS: PUBLIC})
 async def healthz() -> Health:
     return Health(status="ok")
 
 
-def _readiness(services: Services) -> Health:
-    with services.engine.connect() as connection:
+def _readiness(state: ServerState) -> Health:
+    engine = state.database.engine
+    with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
-    current, head = current_revision(services.engine), head_revision()
-    if current != head:
-        msg = f"database schema is at {current or 'no revision'}, not at {head}: run `cmdb-sync db upgrade`"
-        raise DatabaseUnavailable(msg)
-    return Health(status="ready", revision=current)
+    behind = behind_head(engine)
+    if behind:
+        raise DatabaseUnavailable(behind)
+    return Health(status="ready", revision=current_revision(engine))
 
 
 @get(
@@ -38,12 +39,18 @@ def _readiness(services: Services) -> Health:
     summary="Readiness: the database answers and its schema is at the newest migration",
     tags=["operations"],
     responses=problem_responses(503),
+    opt={ACCESS: PUBLIC},
 )
 async def readyz(request: Request) -> Health:
-    return await anyio.to_thread.run_sync(_readiness, request.app.state.services)
+    return await anyio.to_thread.run_sync(_readiness, server_state(request))
 
 
-@get("/metrics", summary="Prometheus metrics", tags=["operations"], media_type="text/plain; version=0.0.4")
+@get(
+    "/metrics",
+    summary="Prometheus metrics",
+    tags=["operations"],
+    media_type="text/plain; version=0.0.4",
+    opt={ACCESS: PUBLIC},
+)
 async def metrics(request: Request) -> Response[bytes]:
-    services: Services = request.app.state.services
-    return Response(services.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(server_state(request).metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from cmdb_sync.errors import BadRequest, CmdbSyncError, DatabaseUnavailable
@@ -54,3 +57,43 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
             },
         )
     )
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details: every error of this API. Extra members (``field``, ``orgs``,
+    ``unknown``, ``extra``) say more where there is more to say."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: int
+    title: str | None = None
+    detail: str | None = None
+    type: str | None = None
+    instance: str | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int, Any]:
+    """OpenAPI entries for the problem-details answers a route can give."""
+    descriptions = {
+        400: "Bad request: an unknown parameter or a bad value",
+        401: "Missing or wrong token",
+        403: "The token may not do this",
+        404: "No such object",
+        409: "The name exists in several orgs: pass org_id",
+        413: "Body too large",
+        503: "Database unavailable; retry later",
+    }
+    return {
+        status: ResponseSpec(
+            data_container=ProblemDetails,
+            description=descriptions[status],
+            media_type="application/problem+json",
+            generate_examples=False,
+        )
+        for status in statuses
+    }
+
+
+LIST_PROBLEMS = problem_responses(400, 401, 403, 409, 503)
+ONE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 503)
+NESTED_LIST_PROBLEMS = ONE_PROBLEMS  # a list under an app answers 404 when the app is not there

@@ -11,12 +11,12 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.datastructures import ResponseSpec
 from pydantic import BaseModel
 
-from cmdb_sync.api.auth import token_accepted
-from cmdb_sync.api.schemas import problem_responses
+from cmdb_sync.api.auth import ACCESS, PUBLIC, token_accepted
+from cmdb_sync.api.problems import problem_responses
+from cmdb_sync.api.state import ServerState, server_state
 from cmdb_sync.errors import BadDelivery, DatabaseUnavailable, PayloadTooLarge, Unauthorized
 from cmdb_sync.events import header
-from cmdb_sync.ingest import FAILED, UNSUPPORTED, IngestResult, ingest
-from cmdb_sync.services import Services
+from cmdb_sync.ingest import IngestResult, ingest
 
 
 class WebhookAck(BaseModel):
@@ -27,23 +27,23 @@ class WebhookAck(BaseModel):
     error: str | None = None
 
 
-def authenticate(services: Services, headers: dict[str, str]) -> None:
-    tokens = services.settings.webhook_tokens
+def authenticate(state: ServerState, headers: dict[str, str]) -> None:
+    tokens = state.settings.webhook_tokens
     if not tokens:
         return  # only reachable with CMDB_SYNC_WEBHOOK_ALLOW_UNAUTHENTICATED=true
     given = header(headers, "X-AppStack-Token")
     if given is None:
-        services.metrics.reject("missing_token")
+        state.metrics.reject("missing_token")
         msg = "X-AppStack-Token: missing"
         raise Unauthorized(msg, challenge="X-AppStack-Token")
     if not token_accepted(given, tokens):
-        services.metrics.reject("wrong_token")
+        state.metrics.reject("wrong_token")
         msg = "X-AppStack-Token: not accepted"
         raise Unauthorized(msg, challenge="X-AppStack-Token")
 
 
 def acknowledge(result: IngestResult) -> Response[WebhookAck]:
-    status_code = 202 if result.status in (UNSUPPORTED, FAILED) else 200
+    status_code = 202 if result.status.acknowledged_as_accepted else 200
     ack = WebhookAck(event_id=result.event_id, status=result.status, error=result.error)  # type: ignore[arg-type]
     return Response(ack.model_dump(exclude_none=True), status_code=status_code)  # type: ignore[arg-type]
 
@@ -57,32 +57,33 @@ def acknowledge(result: IngestResult) -> Response[WebhookAck]:
     ),
     status_code=200,
     tags=["webhooks"],
+    opt={ACCESS: PUBLIC},  # not the bearer tokens of the API: X-AppStack-Token, checked below
     responses={
         202: ResponseSpec(data_container=WebhookAck, description="Journaled, not projected: unsupported or failed"),
         **problem_responses(400, 401, 413, 503),
     },
 )
 async def receive_webhook(request: Request) -> Response[WebhookAck]:
-    services: Services = request.app.state.services
+    state = server_state(request)
     headers = dict(request.headers)
-    authenticate(services, headers)
+    authenticate(state, headers)
     try:
         raw = await request.body()
     except RequestEntityTooLarge:
-        services.metrics.reject("too_large")
-        msg = f"body: larger than the {services.settings.max_body_bytes} bytes accepted (CMDB_SYNC_MAX_BODY_BYTES)"
+        state.metrics.reject("too_large")
+        msg = f"body: larger than the {state.settings.max_body_bytes} bytes accepted (CMDB_SYNC_MAX_BODY_BYTES)"
         raise PayloadTooLarge(msg) from None
     started = perf_counter()
     try:
         result = await anyio.to_thread.run_sync(
-            ingest, services.session_factory, headers, raw, limiter=services.ingest_limiter
+            ingest, state.database.sessions, headers, raw, limiter=state.ingest_limiter
         )
     except BadDelivery as exc:
-        services.metrics.reject("bad_request")
+        state.metrics.reject("bad_request")
         raise exc from None
     except DatabaseUnavailable:
-        services.metrics.reject("database_unavailable")
+        state.metrics.reject("database_unavailable")
         raise
-    services.metrics.ingest_seconds.observe(perf_counter() - started)
-    services.metrics.delivered(result.kind, result.action, result.status)
+    state.metrics.ingest_seconds.observe(perf_counter() - started)
+    state.metrics.delivered(result.kind, result.action, result.status)
     return acknowledge(result)

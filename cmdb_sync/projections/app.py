@@ -6,18 +6,11 @@ from sqlalchemy.orm import Session
 
 from cmdb_sync.events import AppAttrs, Envelope, parse_attributes
 from cmdb_sync.models import App
-from cmdb_sync.projections.common import (
-    APPLIED,
-    SNAPSHOT_ACTIONS,
-    STALE,
-    Projection,
-    apply_snapshot,
-    record_app_delete,
-    require_org,
-)
+from cmdb_sync.projections.common import Listed, Projection, applied_if, apply_snapshot, record_app_delete, require_org
+from cmdb_sync.status import Status
 
 
-def apply(session: Session, envelope: Envelope) -> str:
+def apply(session: Session, envelope: Envelope) -> Status:
     attrs = parse_attributes(AppAttrs, envelope.attributes)
     org_id = require_org(envelope)
     is_delete = envelope.action == "Delete"
@@ -36,7 +29,13 @@ def apply(session: Session, envelope: Envelope) -> str:
     )
     if is_delete:
         record_app_delete(session, org_id, attrs.name, envelope.time)
-    return APPLIED if row_id is not None else STALE
+    return applied_if(row_id)
 
 
-PROJECTION = Projection(actions=SNAPSHOT_ACTIONS, apply=apply)
+PROJECTION = Projection(
+    kind="App",
+    model=App,
+    apply=apply,
+    app_path=("name",),
+    listed=Listed(key=lambda app: (app.name,), tombstone=lambda app: {"name": app.name}),
+)

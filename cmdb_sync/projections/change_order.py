@@ -13,16 +13,8 @@ from sqlalchemy.orm import Session
 
 from cmdb_sync.events import ChangeOrderAttrs, Envelope, TaskAttrs, parse_attributes
 from cmdb_sync.models import ChangeOrder, ChangeOrderJob, ChangeOrderStage, ChangeOrderTask
-from cmdb_sync.projections.common import (
-    APPLIED,
-    STALE,
-    Projection,
-    apply_snapshot,
-    ensure_app,
-    replace_children,
-    require_app,
-    require_org,
-)
+from cmdb_sync.projections.common import Projection, apply_snapshot, owning_app, replace_children
+from cmdb_sync.status import Status
 
 
 def parse_json_object(text: str | None) -> dict[str, Any] | None:
@@ -67,11 +59,11 @@ def merged_artifacts(task_rows_by_stage: list[list[dict[str, Any]]]) -> dict[str
     return merged
 
 
-def apply(session: Session, envelope: Envelope) -> str:
+def apply(session: Session, envelope: Envelope) -> Status:
     attrs = parse_attributes(ChangeOrderAttrs, envelope.attributes)
-    org_id = require_org(envelope)
-    app_name = require_app(attrs.app_name or envelope.app, "objectAttributes.appName or X-AppStack-App")
-    ensure_app(session, org_id, app_name)
+    org_id, app_name = owning_app(
+        session, envelope, attrs.app_name or envelope.app, "objectAttributes.appName or X-AppStack-App"
+    )
     order_id = apply_snapshot(
         session,
         ChangeOrder.__table__,
@@ -92,7 +84,7 @@ def apply(session: Session, envelope: Envelope) -> str:
         },
     )
     if order_id is None:
-        return STALE
+        return Status.STALE
     jobs = attrs.jobs or []
     tasks_by_job = [[[task_row(t) for t in stage.tasks or ()] for stage in job.stages or ()] for job in jobs]
     job_rows = []
@@ -127,7 +119,15 @@ def apply(session: Session, envelope: Envelope) -> str:
         )
         for stage_id, task_rows in zip(stage_ids, task_rows_by_stage, strict=True):
             replace_children(session, ChangeOrderTask.__table__, "stage_id", stage_id, task_rows)
-    return APPLIED
+    return Status.APPLIED
 
 
-PROJECTION = Projection(actions=frozenset({"StatusUpdate"}), apply=apply)
+PROJECTION = Projection(
+    kind="ChangeOrder",
+    model=ChangeOrder,
+    actions=frozenset({"StatusUpdate"}),
+    apply=apply,
+    children=(ChangeOrderJob.__table__, ChangeOrderStage.__table__, ChangeOrderTask.__table__),
+    app_path=("appName",),
+    default_action="StatusUpdate",
+)

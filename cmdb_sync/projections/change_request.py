@@ -6,22 +6,15 @@ from sqlalchemy.orm import Session
 
 from cmdb_sync.events import ChangeRequestAttrs, Envelope, parse_attributes
 from cmdb_sync.models import ChangeRequest
-from cmdb_sync.projections.common import (
-    APPLIED,
-    STALE,
-    Projection,
-    apply_snapshot,
-    ensure_app,
-    require_app,
-    require_org,
-)
+from cmdb_sync.projections.common import Projection, applied_if, apply_snapshot, owning_app
+from cmdb_sync.status import Status
 
 
-def apply(session: Session, envelope: Envelope) -> str:
+def apply(session: Session, envelope: Envelope) -> Status:
     attrs = parse_attributes(ChangeRequestAttrs, envelope.attributes)
-    org_id = require_org(envelope)
-    app_name = require_app(attrs.app_name or envelope.app, "objectAttributes.appName or X-AppStack-App")
-    ensure_app(session, org_id, app_name)
+    org_id, app_name = owning_app(
+        session, envelope, attrs.app_name or envelope.app, "objectAttributes.appName or X-AppStack-App"
+    )
     repo = attrs.app_code_repo or attrs.ext_info
     row_id = apply_snapshot(
         session,
@@ -42,7 +35,14 @@ def apply(session: Session, envelope: Envelope) -> str:
             "created_at": attrs.gmt_create,
         },
     )
-    return APPLIED if row_id is not None else STALE
+    return applied_if(row_id)
 
 
-PROJECTION = Projection(actions=frozenset({"Create", "StatusUpdate"}), apply=apply)
+PROJECTION = Projection(
+    kind="ChangeRequest",
+    model=ChangeRequest,
+    actions=frozenset({"Create", "StatusUpdate"}),
+    apply=apply,
+    app_path=("appName",),
+    default_action="StatusUpdate",
+)

@@ -3,29 +3,69 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, delete, insert, or_, tuple_, update
+from sqlalchemy import Table, UniqueConstraint, delete, insert, or_, tuple_, update
 from sqlalchemy.orm import Session
 
 from cmdb_sync.db import upsert
 from cmdb_sync.errors import ProjectionError
 from cmdb_sync.events import Envelope
-from cmdb_sync.models import App
-
-APPLIED = "applied"
-STALE = "stale"
+from cmdb_sync.models import App, Base
+from cmdb_sync.status import Status
 
 SNAPSHOT_ACTIONS = frozenset({"Create", "Update", "Delete"})
 
 
 @dataclass(frozen=True)
-class Projection:
-    """How one object kind is projected: the actions it understands and the function applying one."""
+class Listed:
+    """What a kind that backfill lists from the AppStack OpenAPI says of a held row: the parts of
+    its key that name it in a backfill event id, and the least attributes a Delete of it carries
+    when its last snapshot is gone."""
 
-    actions: frozenset[str]
-    apply: Callable[[Session, Envelope], str]
+    key: Callable[[Any], tuple[str, ...]]
+    tombstone: Callable[[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Everything the rest of cmdb-sync needs to know of one object kind, kept with its module.
+
+    ``kind`` is the ``objectKind``; ``model`` its table's ORM class and ``children`` the tables that
+    follow each snapshot (parents before their children); ``app_path`` where the attributes name the
+    app (empty when only the header does); ``default_action`` what an archived bare body without an
+    action is taken to say; ``listed`` is set for the kinds backfill lists."""
+
+    kind: str
+    model: type[Base]
+    apply: Callable[[Session, Envelope], Status]
+    actions: frozenset[str] = SNAPSHOT_ACTIONS
+    children: tuple[Table, ...] = ()
+    app_path: tuple[str, ...] = ()
+    default_action: str = "Update"
+    listed: Listed | None = field(default=None)
+
+    @property
+    def table(self) -> Table:
+        return self.model.__table__  # type: ignore[return-value]
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        return (self.table, *self.children)
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        """The columns that name one object (the contract's identity): its table's unique constraint."""
+        unique = next(c for c in self.table.constraints if isinstance(c, UniqueConstraint))
+        return tuple(column.name for column in unique.columns)
+
+    def app_of(self, attributes: Any) -> str | None:
+        """The app the attributes name, if they name one."""
+        value = attributes
+        for key in self.app_path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value if self.app_path and isinstance(value, str) and value else None
 
 
 def require_org(envelope: Envelope) -> str:
@@ -35,11 +75,20 @@ def require_org(envelope: Envelope) -> str:
     return envelope.org_id
 
 
-def require_app(name: str | None, where: str) -> str:
+def owning_app(session: Session, envelope: Envelope, name: str | None, where: str) -> tuple[str, str]:
+    """The org and app an event's object belongs to (``where`` says where the name should have
+    been); the app is created, with no version, when it is not known yet."""
+    org_id = require_org(envelope)
     if not name:
         msg = f"{where}: required to identify the app"
         raise ProjectionError(msg)
-    return name
+    ensure_app(session, org_id, name)
+    return org_id, name
+
+
+def applied_if(row_id: int | None) -> Status:
+    """The status of a snapshot that ``apply_snapshot`` wrote (a row id) or found stale (None)."""
+    return Status.APPLIED if row_id is not None else Status.STALE
 
 
 def newer_than_held(table: Table) -> Callable[[Any], Any]:

@@ -6,25 +6,15 @@ from sqlalchemy.orm import Session
 
 from cmdb_sync.events import EnvAttrs, Envelope, parse_attributes
 from cmdb_sync.models import Env, EnvLabel, EnvProfile
-from cmdb_sync.projections.common import (
-    APPLIED,
-    SNAPSHOT_ACTIONS,
-    STALE,
-    Projection,
-    apply_snapshot,
-    ensure_app,
-    label_rows,
-    replace_children,
-    require_app,
-    require_org,
-)
+from cmdb_sync.projections.common import Listed, Projection, apply_snapshot, label_rows, owning_app, replace_children
+from cmdb_sync.status import Status
 
 
-def apply(session: Session, envelope: Envelope) -> str:
+def apply(session: Session, envelope: Envelope) -> Status:
     attrs = parse_attributes(EnvAttrs, envelope.attributes)
-    org_id = require_org(envelope)
-    app_name = require_app(attrs.app_name or envelope.app, "objectAttributes.appName or X-AppStack-App")
-    ensure_app(session, org_id, app_name)
+    org_id, app_name = owning_app(
+        session, envelope, attrs.app_name or envelope.app, "objectAttributes.appName or X-AppStack-App"
+    )
     spec = attrs.spec
     env_id = apply_snapshot(
         session,
@@ -44,7 +34,7 @@ def apply(session: Session, envelope: Envelope) -> str:
         },
     )
     if env_id is None:
-        return STALE
+        return Status.STALE
     replace_children(session, EnvLabel.__table__, "env_id", env_id, label_rows(attrs.label_list))
     replace_children(
         session,
@@ -53,7 +43,16 @@ def apply(session: Session, envelope: Envelope) -> str:
         env_id,
         [{"name": p.name, "display_name": p.display_name, "type": p.type} for p in attrs.profiles or ()],
     )
-    return APPLIED
+    return Status.APPLIED
 
 
-PROJECTION = Projection(actions=SNAPSHOT_ACTIONS, apply=apply)
+PROJECTION = Projection(
+    kind="Env",
+    model=Env,
+    apply=apply,
+    children=(EnvLabel.__table__, EnvProfile.__table__),
+    app_path=("appName",),
+    listed=Listed(
+        key=lambda env: (env.app_name, env.name), tombstone=lambda env: {"name": env.name, "appName": env.app_name}
+    ),
+)

@@ -6,25 +6,14 @@ from sqlalchemy.orm import Session
 
 from cmdb_sync.events import Envelope, OrchestrationAttrs, parse_attributes
 from cmdb_sync.models import Component, Orchestration, OrchestrationLabel, Placeholder
-from cmdb_sync.projections.common import (
-    APPLIED,
-    SNAPSHOT_ACTIONS,
-    STALE,
-    Projection,
-    apply_snapshot,
-    ensure_app,
-    label_rows,
-    replace_children,
-    require_app,
-    require_org,
-)
+from cmdb_sync.projections.common import Listed, Projection, apply_snapshot, label_rows, owning_app, replace_children
+from cmdb_sync.status import Status
 
 
-def apply(session: Session, envelope: Envelope) -> str:
+def apply(session: Session, envelope: Envelope) -> Status:
     attrs = parse_attributes(OrchestrationAttrs, envelope.attributes)
-    org_id = require_org(envelope)
-    app_name = require_app(attrs.app.name if attrs.app else envelope.app, "objectAttributes.app.name or X-AppStack-App")
-    ensure_app(session, org_id, app_name)
+    app_named = attrs.app.name if attrs.app else envelope.app
+    org_id, app_name = owning_app(session, envelope, app_named, "objectAttributes.app.name or X-AppStack-App")
     revision = attrs.revision
     orchestration_id = apply_snapshot(
         session,
@@ -50,7 +39,7 @@ def apply(session: Session, envelope: Envelope) -> str:
         },
     )
     if orchestration_id is None:
-        return STALE
+        return Status.STALE
     replace_children(
         session, OrchestrationLabel.__table__, "orchestration_id", orchestration_id, label_rows(attrs.label_list)
     )
@@ -91,7 +80,14 @@ def apply(session: Session, envelope: Envelope) -> str:
             for c in attrs.component_list or ()
         ],
     )
-    return APPLIED
+    return Status.APPLIED
 
 
-PROJECTION = Projection(actions=SNAPSHOT_ACTIONS, apply=apply)
+PROJECTION = Projection(
+    kind="AppOrchestration",
+    model=Orchestration,
+    apply=apply,
+    children=(OrchestrationLabel.__table__, Placeholder.__table__, Component.__table__),
+    app_path=("app", "name"),
+    listed=Listed(key=lambda o: (o.sn,), tombstone=lambda o: {"sn": o.sn, "app": {"name": o.app_name}}),
+)

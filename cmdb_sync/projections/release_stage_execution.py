@@ -6,10 +6,11 @@ from sqlalchemy.orm import Session
 
 from cmdb_sync.events import Envelope, ReleaseStageExecutionAttrs, parse_attributes
 from cmdb_sync.models import ReleaseStageExecution
-from cmdb_sync.projections.common import APPLIED, STALE, Projection, apply_snapshot, ensure_app, require_org
+from cmdb_sync.projections.common import Projection, applied_if, apply_snapshot, ensure_app, require_org
+from cmdb_sync.status import Status
 
 
-def apply(session: Session, envelope: Envelope) -> str:
+def apply(session: Session, envelope: Envelope) -> Status:
     attrs = parse_attributes(ReleaseStageExecutionAttrs, envelope.attributes)
     org_id = require_org(envelope)
     if envelope.app:
@@ -33,7 +34,13 @@ def apply(session: Session, envelope: Envelope) -> str:
             "ended_at": context.end_time if context else None,
         },
     )
-    return APPLIED if row_id is not None else STALE
+    return applied_if(row_id)
 
 
-PROJECTION = Projection(actions=frozenset({"StatusUpdate"}), apply=apply)
+PROJECTION = Projection(
+    kind="ReleaseStageExecution",
+    model=ReleaseStageExecution,
+    actions=frozenset({"StatusUpdate"}),
+    apply=apply,
+    default_action="StatusUpdate",
+)

@@ -6,21 +6,13 @@ from sqlalchemy.orm import Session
 
 from cmdb_sync.events import Envelope, VariableGroupAttrs, parse_attributes
 from cmdb_sync.models import Variable, VariableGroup
-from cmdb_sync.projections.common import (
-    APPLIED,
-    SNAPSHOT_ACTIONS,
-    STALE,
-    Projection,
-    apply_snapshot,
-    ensure_app,
-    replace_children,
-    require_org,
-)
+from cmdb_sync.projections.common import Listed, Projection, apply_snapshot, ensure_app, replace_children, require_org
+from cmdb_sync.status import Status
 
 ORG_LEVEL = ""
 
 
-def apply(session: Session, envelope: Envelope) -> str:
+def apply(session: Session, envelope: Envelope) -> Status:
     attrs = parse_attributes(VariableGroupAttrs, envelope.attributes)
     org_id = require_org(envelope)
     app_name = envelope.app or ORG_LEVEL
@@ -34,7 +26,7 @@ def apply(session: Session, envelope: Envelope) -> str:
         {"display_name": attrs.display_name, "type": attrs.type},
     )
     if group_id is None:
-        return STALE
+        return Status.STALE
     replace_children(
         session,
         Variable.__table__,
@@ -42,7 +34,13 @@ def apply(session: Session, envelope: Envelope) -> str:
         group_id,
         [{"key": v.key, "value": v.value, "description": v.description} for v in attrs.vars or ()],
     )
-    return APPLIED
+    return Status.APPLIED
 
 
-PROJECTION = Projection(actions=SNAPSHOT_ACTIONS, apply=apply)
+PROJECTION = Projection(
+    kind="VariableGroup",
+    model=VariableGroup,
+    apply=apply,
+    children=(Variable.__table__,),
+    listed=Listed(key=lambda group: (group.app_name, group.name), tombstone=lambda group: {"name": group.name}),
+)

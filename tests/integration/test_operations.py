@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -16,7 +17,6 @@ from cmdb_sync.cli import main
 from cmdb_sync.ingest import ingest
 from cmdb_sync.models import Env, Event
 from cmdb_sync.projections import REGISTRY
-from cmdb_sync.projections.common import Projection
 from tests.conftest import _empty_all_tables, make_settings, post_delivery
 from tests.helpers import app_event, env_event, orchestration_event, raw, variable_group_event
 
@@ -111,7 +111,7 @@ def test_replay_failed_applies_events_again_after_a_fix(engine, session_factory,
         msg = "a bug in the Env projection"
         raise RuntimeError(msg)
 
-    monkeypatch.setitem(REGISTRY, "Env", Projection(actions=REGISTRY["Env"].actions, apply=broken))
+    monkeypatch.setitem(REGISTRY, "Env", dataclasses.replace(REGISTRY["Env"], apply=broken))
     event = env_event("Create", 1000)
     result = ingest(session_factory, event["headers"], raw(event))
     assert (result.status, result.error) == ("failed", "RuntimeError: a bug in the Env projection")

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from cmdb_sync.ingest import ingest
 from cmdb_sync.models import App, Env, Orchestration, VariableGroup
-from cmdb_sync.visibility import effective_deleted_at, owned_by
+from cmdb_sync.read.visibility import effective_deleted_at, owned_by
 from tests.helpers import app_event, env_event, orchestration_event, raw, variable_group_event
 
 

@@ -332,7 +332,7 @@ def test_an_app_delete_hides_its_children(api) -> None:
 
 
 def test_lists_use_a_fixed_number_of_queries(api) -> None:
-    engine = api.app.state.services.engine
+    engine = api.app.state.server.database.engine
     statements: list[str] = []
 
     def count(*args) -> None:

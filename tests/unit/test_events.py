@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from cmdb_sync.errors import BadDelivery
-from cmdb_sync.events import parse_envelope, parse_event_time, scrub_nul
+from cmdb_sync.events import parse_envelope, scrub_nul
+from cmdb_sync.times import parse_event_time
 
 
 @pytest.mark.parametrize(

@@ -11,15 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, bindparam, tuple_
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from cmdb_sync.db import READ_ONLY
 from cmdb_sync.errors import BadRequest
 
 DEFAULT_LIMIT = 50
@@ -76,24 +75,3 @@ def paginate(
     rows = rows[:limit]
     last = rows[-1]._mapping
     return rows, encode_cursor([last[label] for label in labels])
-
-
-def keyset_batches(
-    session_factory: sessionmaker[Session], stmt: Select[Any], keys: Sequence[Any], batch_size: int
-) -> Iterator[list[Any]]:
-    """Every entity ``stmt`` selects, in ``keys`` order (ORM attributes, unique together), a batch
-    at a time: memory holds one batch, and each batch is its own short read transaction, so
-    nothing is held open between batches (on SQLite, not the write lock either)."""
-    after: list[Any] | None = None
-    while True:
-        page = stmt
-        if after is not None:
-            bound = tuple_(*(bindparam(None, value, type_=key.type) for key, value in zip(keys, after, strict=True)))
-            page = stmt.where(tuple_(*keys) > bound)
-        with session_factory() as session:
-            session.connection(execution_options={READ_ONLY: True})
-            batch = list(session.scalars(page.order_by(*keys).limit(batch_size)))
-        if not batch:
-            return
-        yield batch
-        after = [getattr(batch[-1], key.key) for key in keys]

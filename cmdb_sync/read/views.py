@@ -1,20 +1,20 @@
-"""Response models of the read API: snake_case, ISO-8601 UTC timestamps, exactly the contract's fields."""
+"""The views the read queries answer with: snake_case, ISO-8601 UTC timestamps, exactly the contract's fields."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
-
-def _iso_utc(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+from cmdb_sync.times import iso_utc
 
 
-Timestamp = Annotated[datetime | None, PlainSerializer(_iso_utc, return_type=str | None)]
+def _iso_utc_or_null(value: datetime | None) -> str | None:
+    return None if value is None else iso_utc(value)
+
+
+Timestamp = Annotated[datetime | None, PlainSerializer(_iso_utc_or_null, return_type=str | None)]
 
 T = TypeVar("T")
 
@@ -251,40 +251,3 @@ class ReleaseStageExecutionOut(Versioned):
     trigger_mode: str | None
     started_at: Timestamp
     ended_at: Timestamp
-
-
-class ProblemDetails(BaseModel):
-    """RFC 9457 problem details: every error of this API. Extra members (``field``, ``orgs``,
-    ``unknown``, ``extra``) say more where there is more to say."""
-
-    model_config = ConfigDict(extra="allow")
-
-    status: int
-    title: str | None = None
-    detail: str | None = None
-    type: str | None = None
-    instance: str | None = None
-
-
-def problem_responses(*statuses: int) -> dict[int, Any]:
-    """OpenAPI entries for the problem-details answers a route can give."""
-    from litestar.openapi.datastructures import ResponseSpec
-
-    descriptions = {
-        400: "Bad request: an unknown parameter or a bad value",
-        401: "Missing or wrong token",
-        403: "The token may not do this",
-        404: "No such object",
-        409: "The name exists in several orgs: pass org_id",
-        413: "Body too large",
-        503: "Database unavailable; retry later",
-    }
-    return {
-        status: ResponseSpec(
-            data_container=ProblemDetails,
-            description=descriptions[status],
-            media_type="application/problem+json",
-            generate_examples=False,
-        )
-        for status in statuses
-    }

@@ -1,25 +1,27 @@
-"""The read side: current state by the contract's rules, in pages, with a fixed number of queries.
+"""The inventory: current state by the contract's rules, in pages, with a fixed number of queries.
 
-Plain functions of a session; the HTTP layer (``api.inventory``) only parses and shapes. Each list
-is one keyset query plus one ``selectin`` query per child collection, whatever the page size.
+Each list is one keyset query plus one ``selectin`` query per child collection, whatever the page
+size. Apps, envs, variable groups and orchestrations are hidden when deleted (by their own
+tombstone or their app's) unless ``include_deleted``.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session, selectinload
 
-from cmdb_sync.api.schemas import (
+from cmdb_sync.errors import BadRequest, NotFound
+from cmdb_sync.models import App, Env, EnvLabel, Orchestration, VariableGroup
+from cmdb_sync.read.common import Window, like, resolve_app
+from cmdb_sync.read.deployments import current_deployments, envs_running_artifact
+from cmdb_sync.read.pagination import paginate
+from cmdb_sync.read.views import (
     AppOut,
     DeploymentOut,
     EnvOut,
-    EventDetailOut,
-    EventOut,
     OrchestrationOut,
     Page,
     RevisionOut,
@@ -27,27 +29,7 @@ from cmdb_sync.api.schemas import (
     VariableOut,
     versioned_out,
 )
-from cmdb_sync.errors import BadRequest, NotFound, the_one
-from cmdb_sync.history import current_deployments, envs_running_artifact
-from cmdb_sync.models import App, Env, EnvLabel, Event, Orchestration, VariableGroup
-from cmdb_sync.pagination import paginate
-from cmdb_sync.visibility import effective_deleted_at, owned_by
-
-MAX_ORGS_LISTED = 50
-
-
-@dataclass(frozen=True)
-class Window:
-    """What every list takes: how many, from where, and whether tombstones are shown."""
-
-    limit: int
-    cursor: str | None
-    include_deleted: bool = False
-
-
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+from cmdb_sync.read.visibility import effective_deleted_at, owned_by
 
 
 def parse_label_filters(labels: list[str] | None) -> list[tuple[str, str]]:
@@ -68,20 +50,10 @@ def app_out(app: App) -> AppOut:
     return versioned_out(AppOut, app)
 
 
-def resolve_app(session: Session, name: str, org_id: str | None, include_deleted: bool) -> App:
-    """The one app a path names: 404 when none, 409 listing the orgs when the name is in several."""
-    stmt = select(App).where(App.name == name)
-    if org_id is not None:
-        stmt = stmt.where(App.org_id == org_id)
-    if not include_deleted:
-        stmt = stmt.where(App.deleted_at.is_(None))
-    return the_one(session.scalars(stmt.order_by(App.org_id).limit(MAX_ORGS_LISTED)).all(), f"app {name!r}", org_id)
-
-
 def list_apps(session: Session, window: Window, *, q: str | None, org_id: str | None) -> Page[AppOut]:
     stmt = select(App)
     if q:
-        stmt = stmt.where(App.name.ilike(_like(q), escape="\\"))
+        stmt = stmt.where(App.name.ilike(like(q), escape="\\"))
     if org_id is not None:
         stmt = stmt.where(App.org_id == org_id)
     if not window.include_deleted:
@@ -148,7 +120,7 @@ def list_envs(
     for name, value in labels:
         stmt = stmt.where(exists().where(EnvLabel.env_id == Env.id, EnvLabel.name == name, EnvLabel.value == value))
     if artifact:
-        stmt = stmt.where(envs_running_artifact(_like(artifact)))
+        stmt = stmt.where(envs_running_artifact(like(artifact)))
     return _envs_page(session, stmt, [Env.app_name, Env.name, Env.org_id], window)
 
 
@@ -251,53 +223,3 @@ def get_orchestration(
         msg = f"orchestration {sn!r} of app {app_name!r} not found"
         raise NotFound(msg)
     return orchestration_out(row[0], row[1])
-
-
-# --- the journal ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EventFilters:
-    kind: str | None = None
-    action: str | None = None
-    app: str | None = None
-    status: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-def event_out(event: Event) -> EventOut:
-    return EventOut.model_validate(event)
-
-
-def list_events(session: Session, window: Window, filters: EventFilters) -> Page[EventOut]:
-    """The journal, newest received first; ``since``/``until`` bound the event time (until exclusive)."""
-    stmt = select(Event)
-    for column, value in (
-        (Event.kind, filters.kind),
-        (Event.action, filters.action),
-        (Event.app, filters.app),
-        (Event.status, filters.status),
-    ):
-        if value is not None:
-            stmt = stmt.where(column == value)
-    if filters.since is not None:
-        stmt = stmt.where(Event.time >= filters.since)
-    if filters.until is not None:
-        stmt = stmt.where(Event.time < filters.until)
-    rows, next_cursor = paginate(
-        session, stmt, [Event.received_at, Event.id], limit=window.limit, cursor=window.cursor, descending=True
-    )
-    return Page(items=[event_out(row[0]) for row in rows], next_cursor=next_cursor)
-
-
-def get_event(session: Session, event_id: str) -> EventDetailOut:
-    event = session.get(Event, event_id)
-    if event is None:
-        msg = f"event {event_id!r} not found"
-        raise NotFound(msg)
-    try:
-        body: Any = json.loads(event.body)
-    except ValueError:
-        body = event.body
-    return EventDetailOut(**event_out(event).model_dump(), headers=event.headers, body=body)

@@ -1,7 +1,8 @@
-"""The read side of the history kinds (change orders, change requests, pipeline runs), and what
-runs where: an env's current deployment is its newest change-order job in state SUCCESS.
+"""Deployments and changes (change orders, change requests, pipeline runs), and what runs where:
+an env's current deployment is its newest change-order job in state SUCCESS.
 
-History is not hidden by an app's deletion, so these queries do not join the app's tombstones.
+These kinds are history: an app's deletion does not hide them, so these queries never join the
+app's tombstones, and the app they are listed under is looked up deleted or not.
 """
 
 from __future__ import annotations
@@ -13,18 +14,7 @@ from sqlalchemy import Select, exists, func, select, tuple_
 from sqlalchemy.orm import Session, aliased, defer, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
-from cmdb_sync.api.schemas import (
-    ChangeOrderDetailOut,
-    ChangeOrderOut,
-    ChangeRequestOut,
-    DeploymentOut,
-    Page,
-    ReleaseStageExecutionOut,
-    versioned_out,
-)
-from cmdb_sync.errors import the_one
 from cmdb_sync.models import (
-    App,
     ChangeOrder,
     ChangeOrderJob,
     ChangeOrderStage,
@@ -33,10 +23,19 @@ from cmdb_sync.models import (
     Env,
     ReleaseStageExecution,
 )
-from cmdb_sync.pagination import paginate
+from cmdb_sync.read.common import Window, one_named, resolve_app
+from cmdb_sync.read.pagination import paginate
+from cmdb_sync.read.views import (
+    ChangeOrderDetailOut,
+    ChangeOrderOut,
+    ChangeRequestOut,
+    DeploymentOut,
+    Page,
+    ReleaseStageExecutionOut,
+    versioned_out,
+)
 
 SUCCESS = "SUCCESS"
-MAX_ORGS_LISTED = 50
 
 
 def _newest_first(job: Any) -> list[Any]:
@@ -105,13 +104,14 @@ def _jobs_loaded(*, with_manifests: bool) -> Any:
 
 def list_change_orders(
     session: Session,
-    app: App,
+    app_name: str,
+    window: Window,
     *,
-    limit: int,
-    cursor: str | None,
+    org_id: str | None,
     env: str | None,
     state: str | None,
 ) -> Page[ChangeOrderOut]:
+    app = resolve_app(session, app_name, org_id, include_deleted=True)
     stmt: Select[Any] = (
         select(ChangeOrder)
         .where(ChangeOrder.org_id == app.org_id, ChangeOrder.app_name == app.name)
@@ -124,39 +124,41 @@ def list_change_orders(
             exists().where(ChangeOrderJob.change_order_id == ChangeOrder.id, ChangeOrderJob.env_name == env)
         )
     sort = func.coalesce(ChangeOrder.started_at, ChangeOrder.version_at)
-    rows, next_cursor = paginate(session, stmt, [sort, ChangeOrder.sn], limit=limit, cursor=cursor, descending=True)
+    rows, next_cursor = paginate(
+        session, stmt, [sort, ChangeOrder.sn], limit=window.limit, cursor=window.cursor, descending=True
+    )
     items = [versioned_out(ChangeOrderOut, row[0]) for row in rows]
     return Page(items=items, next_cursor=next_cursor)
 
 
 def get_change_order(session: Session, sn: str, *, org_id: str | None) -> ChangeOrderDetailOut:
     stmt = select(ChangeOrder).where(ChangeOrder.sn == sn).options(_jobs_loaded(with_manifests=True))
-    if org_id is not None:
-        stmt = stmt.where(ChangeOrder.org_id == org_id)
-    orders = session.scalars(stmt.order_by(ChangeOrder.org_id).limit(MAX_ORGS_LISTED)).all()
-    return versioned_out(ChangeOrderDetailOut, the_one(orders, f"change order {sn!r}", org_id))
+    order = one_named(session, stmt, ChangeOrder.org_id, f"change order {sn!r}", org_id)
+    return versioned_out(ChangeOrderDetailOut, order)
 
 
 # --- change requests and release stage executions ------------------------------------------------
 
 
 def list_change_requests(
-    session: Session, app: App, *, limit: int, cursor: str | None, state: str | None
+    session: Session, app_name: str, window: Window, *, org_id: str | None, state: str | None
 ) -> Page[ChangeRequestOut]:
+    app = resolve_app(session, app_name, org_id, include_deleted=True)
     stmt = select(ChangeRequest).where(ChangeRequest.org_id == app.org_id, ChangeRequest.app_name == app.name)
     if state is not None:
         stmt = stmt.where(ChangeRequest.state == state)
     sort = func.coalesce(ChangeRequest.created_at, ChangeRequest.version_at)
-    rows, next_cursor = paginate(session, stmt, [sort, ChangeRequest.sn], limit=limit, cursor=cursor, descending=True)
+    rows, next_cursor = paginate(
+        session, stmt, [sort, ChangeRequest.sn], limit=window.limit, cursor=window.cursor, descending=True
+    )
     items = [versioned_out(ChangeRequestOut, row[0]) for row in rows]
     return Page(items=items, next_cursor=next_cursor)
 
 
 def list_release_stage_executions(
     session: Session,
+    window: Window,
     *,
-    limit: int,
-    cursor: str | None,
     org_id: str | None,
     workflow_sn: str | None,
     stage_sn: str | None,
@@ -182,8 +184,8 @@ def list_release_stage_executions(
             ReleaseStageExecution.release_stage_sn,
             ReleaseStageExecution.engine_instance_id,
         ],
-        limit=limit,
-        cursor=cursor,
+        limit=window.limit,
+        cursor=window.cursor,
         descending=True,
     )
     items = [versioned_out(ReleaseStageExecutionOut, row[0]) for row in rows]
