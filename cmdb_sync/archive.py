@@ -18,14 +18,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cmdb_sync.db import keyset_batches
-from cmdb_sync.errors import BadDelivery
-from cmdb_sync.ingest import ingest
-from cmdb_sync.models import Event
+from cmdb_sync.errors import BadDelivery, DatabaseUnavailable
+from cmdb_sync.ingest import Delivery, ingest_batch
+from cmdb_sync.models import Event, stored_json
 from cmdb_sync.progress import Reporter
 from cmdb_sync.projections import REGISTRY
 from cmdb_sync.status import Status
 
 EXPORT_BATCH = 500
+IMPORT_BATCH = 500
 
 
 def headers_for_bare_body(body: dict[str, Any]) -> dict[str, str]:
@@ -88,26 +89,48 @@ def parse_line(line: str) -> ArchivedDelivery:
     return ArchivedDelivery(headers=headers, raw=raw.encode(), received_at=received_at)
 
 
-def import_lines(session_factory: sessionmaker[Session], lines: Iterable[str], reporter: Reporter) -> None:
-    """Ingest every line; a bad one is noted with its number and counted as ``invalid``."""
+def import_lines(
+    session_factory: sessionmaker[Session], lines: Iterable[str], reporter: Reporter, *, batch_size: int = IMPORT_BATCH
+) -> None:
+    """Ingest every line, a batch at a time; a bad one is noted with its number and counted as ``invalid``."""
+    batch: list[tuple[int, Delivery]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            delivery = parse_line(line)
-            result = ingest(session_factory, delivery.headers, delivery.raw, received_at=delivery.received_at)
+            archived = parse_line(line)
         except BadDelivery as exc:
-            reporter.note(f"line {number}: skipped: {exc}")
-            reporter.advance(Status.INVALID)
+            _invalid(reporter, number, exc)
             continue
-        reporter.advance(result.status)
+        batch.append((number, Delivery(archived.headers, archived.raw, archived.received_at)))
+        if len(batch) == batch_size:
+            _ingest(session_factory, batch, reporter)
+            batch = []
+    _ingest(session_factory, batch, reporter)
+
+
+def _ingest(session_factory: sessionmaker[Session], batch: list[tuple[int, Delivery]], reporter: Reporter) -> None:
+    if not batch:
+        return
+    for (number, _), result in zip(batch, ingest_batch(session_factory, [d for _, d in batch]), strict=True):
+        if isinstance(result, DatabaseUnavailable):
+            raise result
+        if isinstance(result, BadDelivery):
+            _invalid(reporter, number, result)
+        else:
+            reporter.advance(result.status)
+
+
+def _invalid(reporter: Reporter, number: int, exc: BadDelivery) -> None:
+    reporter.note(f"line {number}: skipped: {exc}")
+    reporter.advance(Status.INVALID)
 
 
 def export_lines(
     session_factory: sessionmaker[Session], *, since: datetime | None = None, kind: str | None = None
 ) -> Iterator[str]:
     """The journal as archive lines, in the order it was received, read in keyset batches."""
-    stmt = select(Event)
+    stmt = select(Event.id, Event.headers, Event.body, Event.received_at)
     if since is not None:
         stmt = stmt.where(Event.time >= since)
     if kind is not None:
@@ -117,8 +140,9 @@ def export_lines(
             yield export_line(event)
 
 
-def export_line(event: Event) -> str:
-    document = {"headers": event.headers, "body": event.parsed_body, "received_at": event.received_at.isoformat()}
+def export_line(event: Any) -> str:
+    """One journal row (``headers``, ``body``, ``received_at``) as an archive line."""
+    document = {"headers": event.headers, "body": stored_json(event.body), "received_at": event.received_at.isoformat()}
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 

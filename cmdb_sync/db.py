@@ -52,12 +52,11 @@ _SQLITE_WRITERS: dict[str, threading.Lock] = {}
 _SQLITE_WRITERS_GUARD = threading.Lock()
 
 
-def write_lock(session_factory: sessionmaker[Session]) -> AbstractContextManager[Any]:
+def write_lock(engine: Engine) -> AbstractContextManager[Any]:
     """On SQLite, writers of one process queue on a lock rather than on SQLite's busy handler,
     whose sleep-and-retry makes a long latency tail under concurrent deliveries. PostgreSQL needs
     nothing: its row locks order concurrent writers of one object and let the others run."""
-    engine = session_factory.kw.get("bind")
-    if engine is None or engine.dialect.name != "sqlite":
+    if engine.dialect.name != "sqlite":
         return nullcontext()
     key = engine.url.render_as_string(hide_password=False)
     with _SQLITE_WRITERS_GUARD:
@@ -142,7 +141,7 @@ def upsert(
 def keyset_batches(
     session_factory: sessionmaker[Session], stmt: Select[Any], keys: Sequence[Any], batch_size: int
 ) -> Iterator[list[Any]]:
-    """Every entity ``stmt`` selects, in ``keys`` order (ORM attributes, unique together), a batch
+    """Every row ``stmt`` selects, in ``keys`` order (columns it selects, unique together), a batch
     at a time: memory holds one batch, and each batch is its own short read transaction, so
     nothing is held open between batches (on SQLite, not the write lock either)."""
     after: list[Any] | None = None
@@ -153,7 +152,7 @@ def keyset_batches(
             page = stmt.where(tuple_(*keys) > bound)
         with session_factory() as session:
             session.connection(execution_options={READ_ONLY: True})
-            batch = list(session.scalars(page.order_by(*keys).limit(batch_size)))
+            batch = session.execute(page.order_by(*keys).limit(batch_size)).all()
         if not batch:
             return
         yield batch

@@ -58,6 +58,7 @@ class PayloadTooLarge(CmdbSyncError):
 class DatabaseUnavailable(CmdbSyncError):
     status_code = 503
     title = "Database unavailable"
+    connection_lost = False  # the connection itself failed: retrying the batch's deliveries one by one is pointless
 
 
 def the_one(rows: Sequence[T], what: str, org_id: str | None) -> T:

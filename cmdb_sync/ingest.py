@@ -1,29 +1,34 @@
-"""The one pipeline every event goes through, whoever brings it: journal, then project.
+"""The one pipeline every event goes through, whoever brings it: journal, then project, in batches.
 
-It knows nothing of HTTP: the webhook route, ``import``, ``backfill`` and ``replay`` all call it.
-One transaction per delivery: the journal row is inserted first (its primary key is what finds
-duplicates, so two processes receiving one id apply it once), then the projection runs inside a
-savepoint, so a projection that fails leaves the journal row standing as ``failed``.
+It knows nothing of HTTP: the webhook route (through the server's group-commit writer), ``import``,
+``backfill`` and ``replay`` all call it. One transaction per batch: the deliveries are journaled
+first with one multi-row insert (the primary key finds duplicates, so two processes receiving one
+id apply it once), then projected set-based by ``projections.batch`` (each event's status what
+one-by-one processing in the batch's order would give), then their statuses are written, and
+the batch commits once. A projection that fails leaves its journal row standing as ``failed``; a
+delivery the database refuses outright is retried alone, so it never fails its batch-mates.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy import Connection, Engine, bindparam, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cmdb_sync.db import describe_error, upsert, write_lock
-from cmdb_sync.errors import DatabaseUnavailable, ProjectionError
+from cmdb_sync.db import describe_error, write_lock
+from cmdb_sync.errors import BadDelivery, DatabaseUnavailable
 from cmdb_sync.events import Envelope, parse_envelope, scrub_nul
 from cmdb_sync.models import Event
-from cmdb_sync.projections import REGISTRY
+from cmdb_sync.projections.batch import Outcome, project_isolated
 from cmdb_sync.status import Status
 from cmdb_sync.times import now_utc
 
@@ -31,7 +36,6 @@ log = logging.getLogger(__name__)
 
 REDACTED = "[redacted]"
 SECRET_HEADERS = frozenset({"x-appstack-token", "authorization", "cookie", "proxy-authorization"})
-MAX_ERROR_CHARS = 2000
 # PostgreSQL serialization failure and deadlock: the transaction is retried as a whole.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 MAX_ATTEMPTS = 5
@@ -44,6 +48,15 @@ class IngestResult:
     error: str | None = None
     kind: str | None = None
     action: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery as received: headers (the token still in them), the raw body, when it came."""
+
+    headers: Mapping[str, str]
+    raw: bytes | str
+    received_at: datetime | None = None
 
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -59,39 +72,117 @@ def decode_body(raw: bytes | str) -> str:
     return raw.decode(json.detect_encoding(raw))
 
 
-def project(session: Session, envelope: Envelope) -> tuple[Status, str | None]:
-    """Apply one journaled event to the projections, inside a savepoint; never raises for bad data."""
-    if envelope.time is None:
-        return Status.FAILED, envelope.time_error
-    projection = REGISTRY.get(envelope.kind)
-    if projection is None or envelope.action not in projection.actions:
-        return Status.UNSUPPORTED, None
-    try:
-        with session.begin_nested():
-            return Status(projection.apply(session, envelope)), None
-    except ProjectionError as exc:
-        return Status.FAILED, str(exc)[:MAX_ERROR_CHARS]
-    except OperationalError:
-        raise
-    except Exception as exc:  # a projection bug must not lose the event: it is kept as failed
-        log.exception("projection of event %s failed", envelope.id)
-        return Status.FAILED, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-
-
-def _is_retryable(exc: DBAPIError) -> bool:
-    return getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+def engine_of(sessions: sessionmaker[Session] | Engine) -> Engine:
+    return sessions if isinstance(sessions, Engine) else sessions.kw["bind"]
 
 
 def ingest(
-    session_factory: sessionmaker[Session],
+    sessions: sessionmaker[Session] | Engine,
     headers: Mapping[str, str],
     raw: bytes | str,
     *,
     received_at: datetime | None = None,
 ) -> IngestResult:
     """Journal one delivery and project it. Raises BadDelivery (not journaled) or DatabaseUnavailable."""
-    envelope, _ = parse_envelope(dict(headers), raw)
-    row = {
+    (outcome,) = ingest_batch(sessions, [Delivery(headers, raw, received_at)])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def ingest_batch(
+    sessions: sessionmaker[Session] | Engine, deliveries: Sequence[Delivery]
+) -> list[IngestResult | BadDelivery | DatabaseUnavailable]:
+    """Journal and project deliveries in one transaction; each gets its result, or the error that
+    refused it (BadDelivery: not journaled; DatabaseUnavailable: nothing committed)."""
+    engine = engine_of(sessions)
+    results: list[Any] = [None] * len(deliveries)
+    journal: list[tuple[int, Envelope, dict[str, Any]]] = []
+    for index, delivery in enumerate(deliveries):
+        try:
+            envelope, _ = parse_envelope(dict(delivery.headers), delivery.raw)
+        except BadDelivery as exc:
+            results[index] = exc
+            continue
+        journal.append((index, envelope, _journal_row(envelope, delivery)))
+    if not journal:
+        return results
+    try:
+        outcomes = _with_retries(engine, journal)
+    except DatabaseUnavailable as exc:
+        if len(journal) == 1 or exc.connection_lost:
+            for index, _, _ in journal:
+                results[index] = exc
+            return results
+        log.info("a batch of %d deliveries failed (%s); writing them one by one", len(journal), exc.detail)
+        outcomes = {}
+        for entry in journal:
+            try:
+                outcomes.update(_with_retries(engine, [entry]))
+            except DatabaseUnavailable as alone:
+                results[entry[0]] = alone
+    for index, envelope, _ in journal:
+        if index in outcomes:
+            status, error = outcomes[index]
+            results[index] = IngestResult(envelope.id, status, error, kind=envelope.kind, action=envelope.action)
+    return results
+
+
+def _unavailable(exc: SQLAlchemyError) -> DatabaseUnavailable:
+    error = DatabaseUnavailable(f"database unavailable: {describe_error(exc)}")
+    error.connection_lost = bool(getattr(exc, "connection_invalidated", False))
+    return error
+
+
+def _with_retries(engine: Engine, journal: list[tuple[int, Envelope, dict[str, Any]]]) -> dict[int, Outcome]:
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            return _journal_and_project(engine, journal)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES and attempt < MAX_ATTEMPTS:
+                log.info("retrying a batch of %d after %s", len(journal), exc.orig)
+                continue
+            raise _unavailable(exc) from exc
+        except SQLAlchemyError as exc:
+            raise _unavailable(exc) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _journal_and_project(engine: Engine, journal: list[tuple[int, Envelope, dict[str, Any]]]) -> dict[int, Outcome]:
+    """One transaction: journal every delivery, project the ones never seen, record statuses."""
+    outcomes: dict[int, Outcome] = {}
+    with write_lock(engine), engine.begin() as conn:
+        first: dict[str, int] = {}
+        for index, envelope, _ in journal:
+            first.setdefault(envelope.id, index)
+        rows = [row for index, envelope, row in journal if first[envelope.id] == index]
+        inserted = set(conn.execute(_journal_insert(conn.dialect.name), rows).scalars())
+        fresh = [
+            (index, envelope)
+            for index, envelope, _ in journal
+            if first[envelope.id] == index and envelope.id in inserted
+        ]
+        for index, _, _ in journal:
+            outcomes[index] = (Status.DUPLICATE, None)
+        if fresh:
+            projected = project_isolated(conn, [envelope for _, envelope in fresh])
+            for (index, _), outcome in zip(fresh, projected, strict=True):
+                outcomes[index] = outcome
+            record_statuses(
+                conn, [(envelope.id, outcome) for (_, envelope), outcome in zip(fresh, projected, strict=True)]
+            )
+    return outcomes
+
+
+def record_statuses(conn: Connection, outcomes: Sequence[tuple[str, Outcome]]) -> None:
+    """Write each event's new status (and error) to the journal, in one statement."""
+    if outcomes:
+        rows = [{"i": event_id, "s": status.value, "e": error} for event_id, (status, error) in outcomes]
+        conn.execute(_status_update(), rows)
+
+
+def _journal_row(envelope: Envelope, delivery: Delivery) -> dict[str, Any]:
+    return {
         "id": envelope.id,
         "kind": envelope.kind,
         "action": envelope.action,
@@ -99,32 +190,22 @@ def ingest(
         "org_id": envelope.org_id,
         "actor_id": envelope.actor_id,
         "time": envelope.time,
-        "received_at": received_at or now_utc(),
-        "status": Status.RECEIVED,
+        "received_at": delivery.received_at or now_utc(),
+        "status": Status.RECEIVED.value,
         "error": None,
-        "headers": redact_headers(headers),
-        "body": decode_body(raw),
+        "headers": redact_headers(delivery.headers),
+        "body": decode_body(delivery.raw),
     }
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        try:
-            return _journal_and_project(session_factory, envelope, row)
-        except DBAPIError as exc:
-            if _is_retryable(exc) and attempt < MAX_ATTEMPTS:
-                log.info("retrying event %s after %s", envelope.id, exc.orig)
-                continue
-            raise DatabaseUnavailable(f"database unavailable: {describe_error(exc)}") from exc
-        except SQLAlchemyError as exc:
-            raise DatabaseUnavailable(f"database unavailable: {describe_error(exc)}") from exc
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _journal_and_project(
-    session_factory: sessionmaker[Session], envelope: Envelope, row: dict[str, Any]
-) -> IngestResult:
-    with write_lock(session_factory), session_factory() as session, session.begin():
-        inserted = upsert(session, Event.__table__, row, conflict=("id",), returning=Event.__table__.c.id)
-        if inserted is None:
-            return IngestResult(envelope.id, Status.DUPLICATE, kind=envelope.kind, action=envelope.action)
-        status, error = project(session, envelope)
-        session.execute(update(Event).where(Event.id == envelope.id).values(status=status, error=error))
-    return IngestResult(envelope.id, status, error, kind=envelope.kind, action=envelope.action)
+@cache
+def _journal_insert(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    events = Event.__table__
+    return insert(events).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
+
+
+@cache
+def _status_update() -> Any:
+    events = Event.__table__
+    return update(events).where(events.c.id == bindparam("i")).values(status=bindparam("s"), error=bindparam("e"))

@@ -1,8 +1,7 @@
 """Re-apply the journal to the projections: after a fix (``--failed``) or from scratch (``--rebuild``).
 
 The journal is read in ``(time, id)`` order in keyset batches, so memory stays flat whatever its
-size. Each batch is one transaction and each event a savepoint inside it, exactly as a delivery is
-projected. It is safe while the server receives deliveries: projections converge whatever the order
+size. Each batch is one transaction, projected by the same batch projector as deliveries are. It is safe while the server receives deliveries: projections converge whatever the order
 in which events are applied, so an event the server applies during a replay and the replay's own
 copy of it agree.
 """
@@ -14,16 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cmdb_sync.db import keyset_batches
+from cmdb_sync.db import keyset_batches, write_lock
 from cmdb_sync.errors import BadDelivery
 from cmdb_sync.events import parse_envelope
-from cmdb_sync.ingest import project
+from cmdb_sync.ingest import engine_of, record_statuses
 from cmdb_sync.models import Event
 from cmdb_sync.progress import Reporter
 from cmdb_sync.projections import projection_tables
+from cmdb_sync.projections.batch import Outcome, project_isolated
 from cmdb_sync.status import Status
 
 BATCH_SIZE = 500
@@ -52,12 +52,13 @@ def count(session_factory: sessionmaker[Session], selection: Selection) -> int:
         return session.scalar(selection.where(select(func.count()).select_from(Event))) or 0
 
 
-def _batches(session_factory: sessionmaker[Session], selection: Selection, batch_size: int) -> Iterator[list[Event]]:
+def _batches(session_factory: sessionmaker[Session], selection: Selection, batch_size: int) -> Iterator[list[Any]]:
     """The selected events in ``(time, id)`` order, one batch at a time. Events whose time could
     not be read (journaled as failed) come first, by id: they have no place in time."""
-    untimed = selection.where(select(Event).where(Event.time.is_(None)))
+    columns = select(Event.id, Event.time, Event.headers, Event.body)
+    untimed = selection.where(columns.where(Event.time.is_(None)))
     yield from keyset_batches(session_factory, untimed, [Event.id], batch_size)
-    timed = selection.where(select(Event).where(Event.time.is_not(None)))
+    timed = selection.where(columns.where(Event.time.is_not(None)))
     yield from keyset_batches(session_factory, timed, [Event.time, Event.id], batch_size)
 
 
@@ -85,16 +86,19 @@ def replay(
             reporter.advance(status)
 
 
-def _replay_batch(session_factory: sessionmaker[Session], batch: list[Event]) -> list[str]:
-    statuses = []
-    with session_factory() as session, session.begin():
-        for event in batch:
-            try:
-                envelope, _ = parse_envelope(event.headers, event.body)
-            except BadDelivery as exc:  # journaled by an older version with looser checks
-                status, error = Status.FAILED, str(exc)
-            else:
-                status, error = project(session, envelope)
-            session.execute(update(Event).where(Event.id == event.id).values(status=status, error=error))
-            statuses.append(status)
-    return statuses
+def _replay_batch(session_factory: sessionmaker[Session], batch: list[Any]) -> list[Status]:
+    outcomes: dict[str, Outcome] = {}
+    envelopes = []
+    for event in batch:
+        try:
+            envelope, _ = parse_envelope(event.headers, event.body)
+        except BadDelivery as exc:  # journaled by an older version with looser checks
+            outcomes[event.id] = (Status.FAILED, str(exc))
+        else:
+            envelopes.append(envelope)
+    engine = engine_of(session_factory)
+    with write_lock(engine), engine.begin() as conn:
+        for envelope, outcome in zip(envelopes, project_isolated(conn, envelopes), strict=True):
+            outcomes[envelope.id] = outcome
+        record_statuses(conn, list(outcomes.items()))
+    return [outcomes[event.id][0] for event in batch]

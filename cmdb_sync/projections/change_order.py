@@ -9,12 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from cmdb_sync.events import ChangeOrderAttrs, Envelope, TaskAttrs, parse_attributes
 from cmdb_sync.models import ChangeOrder, ChangeOrderJob, ChangeOrderStage, ChangeOrderTask
-from cmdb_sync.projections.common import Projection, apply_snapshot, owning_app, replace_children
-from cmdb_sync.status import Status
+from cmdb_sync.projections.common import CHILDREN, Children, Projection, Snapshot, owning_app
 
 
 def parse_json_object(text: str | None) -> dict[str, Any] | None:
@@ -59,37 +56,27 @@ def merged_artifacts(task_rows_by_stage: list[list[dict[str, Any]]]) -> dict[str
     return merged
 
 
-def apply(session: Session, envelope: Envelope) -> Status:
+def snapshot(envelope: Envelope) -> Snapshot:
     attrs = parse_attributes(ChangeOrderAttrs, envelope.attributes)
     org_id, app_name = owning_app(
-        session, envelope, attrs.app_name or envelope.app, "objectAttributes.appName or X-AppStack-App"
+        envelope, attrs.app_name or envelope.app, "objectAttributes.appName or X-AppStack-App"
     )
-    order_id = apply_snapshot(
-        session,
-        ChangeOrder.__table__,
-        envelope,
-        {"org_id": org_id, "sn": attrs.sn},
-        {
-            "app_name": app_name,
-            "name": attrs.name,
-            "type": attrs.type,
-            "version": attrs.version,
-            "tag": attrs.tag,
-            "state": attrs.state,
-            "source_type": attrs.source_type,
-            "source_sn": attrs.source_sn,
-            "started_at": attrs.started_at,
-            "creator_id": attrs.creator,
-            "created_at": attrs.gmt_create,
-        },
-    )
-    if order_id is None:
-        return Status.STALE
-    jobs = attrs.jobs or []
-    tasks_by_job = [[[task_row(t) for t in stage.tasks or ()] for stage in job.stages or ()] for job in jobs]
     job_rows = []
-    for job, task_rows_by_stage in zip(jobs, tasks_by_job, strict=True):
-        artifacts = merged_artifacts(task_rows_by_stage)
+    for job in attrs.jobs or ():
+        stages = job.stages or []
+        tasks_by_stage = [[task_row(t) for t in stage.tasks or ()] for stage in stages]
+        artifacts = merged_artifacts(tasks_by_stage)
+        stage_rows = [
+            {
+                "sn": stage.sn,
+                "name": stage.name,
+                "state": stage.state,
+                "started_at": stage.started_at,
+                "ended_at": stage.ended_at,
+                CHILDREN: (Children(ChangeOrderTask.__table__, task_rows),),
+            }
+            for stage, task_rows in zip(stages, tasks_by_stage, strict=True)
+        ]
         job_rows.append(
             {
                 "org_id": org_id,
@@ -102,31 +89,35 @@ def apply(session: Session, envelope: Envelope) -> Status:
                 "ended_at": job.ended_at,
                 "artifacts": artifacts,
                 "artifacts_text": "\n".join(str(v) for v in artifacts.values()),
+                CHILDREN: (Children(ChangeOrderStage.__table__, stage_rows),),
             }
         )
-    job_ids = replace_children(session, ChangeOrderJob.__table__, "change_order_id", order_id, job_rows)
-    for job, job_id, task_rows_by_stage in zip(jobs, job_ids, tasks_by_job, strict=True):
-        stages = job.stages or []
-        stage_ids = replace_children(
-            session,
-            ChangeOrderStage.__table__,
-            "job_id",
-            job_id,
-            [
-                {"sn": s.sn, "name": s.name, "state": s.state, "started_at": s.started_at, "ended_at": s.ended_at}
-                for s in stages
-            ],
-        )
-        for stage_id, task_rows in zip(stage_ids, task_rows_by_stage, strict=True):
-            replace_children(session, ChangeOrderTask.__table__, "stage_id", stage_id, task_rows)
-    return Status.APPLIED
+    return Snapshot(
+        values={
+            "org_id": org_id,
+            "sn": attrs.sn,
+            "app_name": app_name,
+            "name": attrs.name,
+            "type": attrs.type,
+            "version": attrs.version,
+            "tag": attrs.tag,
+            "state": attrs.state,
+            "source_type": attrs.source_type,
+            "source_sn": attrs.source_sn,
+            "started_at": attrs.started_at,
+            "creator_id": attrs.creator,
+            "created_at": attrs.gmt_create,
+        },
+        children=(Children(ChangeOrderJob.__table__, job_rows),),
+        app=(org_id, app_name),
+    )
 
 
 PROJECTION = Projection(
     kind="ChangeOrder",
     model=ChangeOrder,
+    snapshot=snapshot,
     actions=frozenset({"StatusUpdate"}),
-    apply=apply,
     children=(ChangeOrderJob.__table__, ChangeOrderStage.__table__, ChangeOrderTask.__table__),
     app_path=("appName",),
     default_action="StatusUpdate",

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
-
 from cmdb_sync.events import ChangeRequestAttrs, Envelope, parse_attributes
 from cmdb_sync.models import ChangeRequest
-from cmdb_sync.projections.common import Projection, applied_if, apply_snapshot, owning_app
-from cmdb_sync.status import Status
+from cmdb_sync.projections.common import Projection, Snapshot, owning_app
 
 
-def apply(session: Session, envelope: Envelope) -> Status:
+def snapshot(envelope: Envelope) -> Snapshot:
     attrs = parse_attributes(ChangeRequestAttrs, envelope.attributes)
     org_id, app_name = owning_app(
-        session, envelope, attrs.app_name or envelope.app, "objectAttributes.appName or X-AppStack-App"
+        envelope, attrs.app_name or envelope.app, "objectAttributes.appName or X-AppStack-App"
     )
     repo = attrs.app_code_repo or attrs.ext_info
-    row_id = apply_snapshot(
-        session,
-        ChangeRequest.__table__,
-        envelope,
-        {"org_id": org_id, "sn": attrs.sn},
-        {
+    return Snapshot(
+        values={
+            "org_id": org_id,
+            "sn": attrs.sn,
             "app_name": app_name,
             "name": attrs.name,
             "state": attrs.state,
@@ -34,15 +29,15 @@ def apply(session: Session, envelope: Envelope) -> Status:
             "creator_id": attrs.creator_id,
             "created_at": attrs.gmt_create,
         },
+        app=(org_id, app_name),
     )
-    return applied_if(row_id)
 
 
 PROJECTION = Projection(
     kind="ChangeRequest",
     model=ChangeRequest,
+    snapshot=snapshot,
     actions=frozenset({"Create", "StatusUpdate"}),
-    apply=apply,
     app_path=("appName",),
     default_action="StatusUpdate",
 )

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
-
 from cmdb_sync.events import EnvAttrs, Envelope, parse_attributes
 from cmdb_sync.models import Env, EnvLabel, EnvProfile
-from cmdb_sync.projections.common import Listed, Projection, apply_snapshot, label_rows, owning_app, replace_children
-from cmdb_sync.status import Status
+from cmdb_sync.projections.common import Children, Listed, Projection, Snapshot, label_rows, owning_app
 
 
-def apply(session: Session, envelope: Envelope) -> Status:
+def snapshot(envelope: Envelope) -> Snapshot:
     attrs = parse_attributes(EnvAttrs, envelope.attributes)
     org_id, app_name = owning_app(
-        session, envelope, attrs.app_name or envelope.app, "objectAttributes.appName or X-AppStack-App"
+        envelope, attrs.app_name or envelope.app, "objectAttributes.appName or X-AppStack-App"
     )
     spec = attrs.spec
-    env_id = apply_snapshot(
-        session,
-        Env.__table__,
-        envelope,
-        {"org_id": org_id, "app_name": app_name, "name": attrs.name},
-        {
+    return Snapshot(
+        values={
+            "org_id": org_id,
+            "app_name": app_name,
+            "name": attrs.name,
             "display_name": attrs.display_name,
             "description": attrs.description,
             "creator_id": attrs.creator_id,
@@ -32,24 +28,21 @@ def apply(session: Session, envelope: Envelope) -> Status:
             "replicas_management": spec.replicas_management if spec else None,
             "rollout_strategy": spec.rollout_strategy if spec else None,
         },
+        children=(
+            Children(EnvLabel.__table__, label_rows(attrs.label_list)),
+            Children(
+                EnvProfile.__table__,
+                [{"name": p.name, "display_name": p.display_name, "type": p.type} for p in attrs.profiles or ()],
+            ),
+        ),
+        app=(org_id, app_name),
     )
-    if env_id is None:
-        return Status.STALE
-    replace_children(session, EnvLabel.__table__, "env_id", env_id, label_rows(attrs.label_list))
-    replace_children(
-        session,
-        EnvProfile.__table__,
-        "env_id",
-        env_id,
-        [{"name": p.name, "display_name": p.display_name, "type": p.type} for p in attrs.profiles or ()],
-    )
-    return Status.APPLIED
 
 
 PROJECTION = Projection(
     kind="Env",
     model=Env,
-    apply=apply,
+    snapshot=snapshot,
     children=(EnvLabel.__table__, EnvProfile.__table__),
     app_path=("appName",),
     listed=Listed(

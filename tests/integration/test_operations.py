@@ -107,11 +107,11 @@ def test_rebuild_refuses_narrowing_options(migrated_url) -> None:
 
 
 def test_replay_failed_applies_events_again_after_a_fix(engine, session_factory, migrated_url, monkeypatch) -> None:
-    def broken(session, envelope) -> str:
+    def broken(envelope):
         msg = "a bug in the Env projection"
         raise RuntimeError(msg)
 
-    monkeypatch.setitem(REGISTRY, "Env", dataclasses.replace(REGISTRY["Env"], apply=broken))
+    monkeypatch.setitem(REGISTRY, "Env", dataclasses.replace(REGISTRY["Env"], snapshot=broken))
     event = env_event("Create", 1000)
     result = ingest(session_factory, event["headers"], raw(event))
     assert (result.status, result.error) == ("failed", "RuntimeError: a bug in the Env projection")
