@@ -52,7 +52,8 @@ def create_app(settings: Settings) -> Litestar:
         state=State({"server": state}),
         plugins=[problem_details_plugin()],
         request_max_body_size=settings.max_body_bytes,
-        on_shutdown=[state.database.dispose],
+        on_startup=[state.start],
+        on_shutdown=[state.stop],
         openapi_config=OpenAPIConfig(
             title="cmdb-sync",
             version=__version__,

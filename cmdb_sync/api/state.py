@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import anyio
 from litestar.connection import ASGIConnection
 
 from cmdb_sync.db import Database
+from cmdb_sync.group_commit import GroupCommitWriter
 from cmdb_sync.metrics import Metrics
 from cmdb_sync.settings import Settings
 
@@ -16,14 +16,21 @@ from cmdb_sync.settings import Settings
 class ServerState:
     settings: Settings
     database: Database
-    metrics: Metrics = field(default_factory=Metrics)
-    # deliveries beyond the pool wait here, in the event loop, not on a pool checkout timeout
-    ingest_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(10))
+    metrics: Metrics
+    writer: GroupCommitWriter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerState:
         database = Database.open(settings.database_url, pool_size=settings.db_pool_size)
-        return cls(settings, database, Metrics(), anyio.CapacityLimiter(settings.db_pool_size))
+        return cls(settings, database, Metrics(), GroupCommitWriter(database.engine))
+
+    def start(self) -> None:
+        self.writer.start()
+
+    def stop(self) -> None:
+        """Write what is waiting, then let the connections go."""
+        self.writer.stop()
+        self.database.dispose()
 
 
 def server_state(connection: ASGIConnection) -> ServerState:  # type: ignore[type-arg]

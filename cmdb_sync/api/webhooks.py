@@ -5,7 +5,6 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Literal
 
-import anyio
 from litestar import Request, Response, post
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.datastructures import ResponseSpec
@@ -16,7 +15,8 @@ from cmdb_sync.api.problems import problem_responses
 from cmdb_sync.api.state import ServerState, server_state
 from cmdb_sync.errors import BadDelivery, DatabaseUnavailable, PayloadTooLarge, Unauthorized
 from cmdb_sync.events import header
-from cmdb_sync.ingest import IngestResult, ingest
+from cmdb_sync.ingest import Delivery, IngestResult
+from cmdb_sync.times import now_utc
 
 
 class WebhookAck(BaseModel):
@@ -75,9 +75,7 @@ async def receive_webhook(request: Request) -> Response[WebhookAck]:
         raise PayloadTooLarge(msg) from None
     started = perf_counter()
     try:
-        result = await anyio.to_thread.run_sync(
-            ingest, state.database.sessions, headers, raw, limiter=state.ingest_limiter
-        )
+        result = await state.writer.submit(Delivery(headers, raw, now_utc()))
     except BadDelivery as exc:
         state.metrics.reject("bad_request")
         raise exc from None

@@ -1,0 +1,78 @@
+"""Batches change nothing: any cut of a delivery stream into batches answers every delivery as
+one-by-one processing in the same order does, and ends in the same state."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cmdb_sync.ingest import Delivery, ingest, ingest_batch
+from tests.conftest import _empty_all_tables
+from tests.helpers import dump_state, env_event, raw
+from tests.integration.test_convergence import event_sets
+
+
+def cut(items: list, sizes: list[int]) -> list[list]:
+    batches, start = [], 0
+    for size in sizes:
+        if start >= len(items):
+            break
+        batches.append(items[start : start + size])
+        start += size
+    if start < len(items):
+        batches.append(items[start:])
+    return batches
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_batching_answers_and_ends_as_one_by_one(engine, session_factory, data) -> None:
+    events = data.draw(event_sets())
+    delivered = data.draw(st.permutations(events + data.draw(st.lists(st.sampled_from(events), max_size=4))))
+    sizes = data.draw(st.lists(st.integers(min_value=1, max_value=6), min_size=1, max_size=8))
+
+    _empty_all_tables(engine)
+    one_by_one = [ingest(session_factory, event["headers"], raw(event)).status for event in delivered]
+    expected = dump_state(engine)
+
+    _empty_all_tables(engine)
+    batched = []
+    for batch in cut(delivered, sizes):
+        results = ingest_batch(session_factory, [Delivery(event["headers"], raw(event)) for event in batch])
+        batched.extend(result.status for result in results)
+    assert batched == one_by_one
+    assert dump_state(engine) == expected
+
+
+def test_a_batch_with_one_refused_delivery_answers_the_others(engine, session_factory) -> None:
+    good = env_event("Create", 1000, name="prod")
+    bad_json = {"headers": good["headers"], "body": None}
+    later = env_event("Update", 2000, name="prod", lock_by="someone")
+    results = ingest_batch(
+        session_factory,
+        [
+            Delivery(good["headers"], raw(good)),
+            Delivery(bad_json["headers"], b"{not json"),
+            Delivery(later["headers"], raw(later)),
+        ],
+    )
+    assert [type(r).__name__ for r in results] == ["IngestResult", "BadDelivery", "IngestResult"]
+    assert [results[0].status, results[2].status] == ["applied", "applied"]
+    state = dump_state(engine)
+    assert [dict(row)["lock_by"] for row in state["envs"]] == ["'someone'"]
+
+
+def test_a_delivery_the_database_refuses_does_not_fail_its_batch_mates(engine, session_factory) -> None:
+    import random
+
+    if engine.dialect.name != "postgresql":
+        return  # SQLite stores any length: nothing there refuses it
+    rng = random.Random(1)
+    huge = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(12_000))
+    first = env_event("Create", 1000, name="prod")
+    refused = env_event("Create", 1500, name=huge)  # larger than a btree index entry may be
+    last = env_event("Create", 2000, name="staging")
+    results = ingest_batch(session_factory, [Delivery(e["headers"], raw(e)) for e in (first, refused, last)])
+    assert [results[0].status, results[2].status] == ["applied", "applied"]
+    assert not (hasattr(results[1], "status") and results[1].status == "applied")
+    assert sorted(dict(row)["name"] for row in dump_state(engine)["envs"]) == ["'prod'", "'staging'"]
