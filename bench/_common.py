@@ -98,8 +98,8 @@ def fill_journal(url: str, deliveries: Iterator[tuple[dict[str, str], bytes]], b
 
 
 @contextmanager
-def serving(url: str, workers: int = 1) -> Iterator[str]:
-    """Yield the base URL of a server on ``url`` (migrated first); stop it afterwards."""
+def serving(url: str, workers: int = 1) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Yield the base URL and process of a server on ``url`` (migrated first); stop it afterwards."""
     with tempfile.TemporaryDirectory() as workdir:
         port = free_port()
         env = {
@@ -122,7 +122,7 @@ def serving(url: str, workers: int = 1) -> Iterator[str]:
                     time.sleep(0.2)
             else:
                 raise SystemExit("server did not become ready")
-            yield base
+            yield base, process
         finally:
             process.terminate()
             process.wait(timeout=20)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select, tuple_
+from sqlalchemy import Select, and_, exists, func, select, tuple_
 from sqlalchemy.orm import Session, aliased, defer, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -80,7 +80,11 @@ def current_deployments(session: Session, envs: Sequence[Env]) -> dict[int, Depl
 
 
 def envs_running_artifact(pattern: str) -> ColumnElement[bool]:
-    """Condition on Env: its current deployment has an artifact matching ``pattern`` (LIKE, any case)."""
+    """Condition on Env: its current deployment has an artifact matching ``pattern`` (LIKE, any case).
+
+    Only an env with some successful job matching the pattern can match, so that is asked first
+    (driven from the jobs, which the pattern narrows to a few); the current deployment is then
+    looked up for those candidates alone, not for every env in the inventory."""
     job = aliased(ChangeOrderJob)
     current_artifacts = (
         select(job.artifacts_text)
@@ -90,7 +94,13 @@ def envs_running_artifact(pattern: str) -> ColumnElement[bool]:
         .correlate(Env)
         .scalar_subquery()
     )
-    return current_artifacts.ilike(pattern, escape="\\")
+    candidates = select(ChangeOrderJob.org_id, ChangeOrderJob.app_name, ChangeOrderJob.env_name).where(
+        ChangeOrderJob.state == SUCCESS, ChangeOrderJob.artifacts_text.ilike(pattern, escape="\\")
+    )
+    return and_(
+        tuple_(Env.org_id, Env.app_name, Env.name).in_(candidates),
+        current_artifacts.ilike(pattern, escape="\\"),
+    )
 
 
 # --- change orders -------------------------------------------------------------------------------

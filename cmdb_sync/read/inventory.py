@@ -29,7 +29,7 @@ from cmdb_sync.read.views import (
     VariableOut,
     versioned_out,
 )
-from cmdb_sync.read.visibility import effective_deleted_at, owned_by
+from cmdb_sync.read.visibility import effective_deleted_at, owned_by, visible
 
 
 def parse_label_filters(labels: list[str] | None) -> list[tuple[str, str]]:
@@ -82,7 +82,7 @@ def _owned_select(model: Any, include_deleted: bool, *children: Any) -> Select[A
         .join(App, owned_by(model))
         .options(*(selectinload(child) for child in children))
     )
-    return stmt if include_deleted else stmt.where(deleted_at.is_(None))
+    return stmt if include_deleted else stmt.where(visible(model))
 
 
 def _env_select(include_deleted: bool) -> Select[Any]:

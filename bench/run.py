@@ -1,0 +1,472 @@
+"""Every performance target of cmdb-sync, each against a baseline measured in the same run.
+
+    .venv/bin/python bench/run.py                       # everything (about 10 minutes)
+    .venv/bin/python bench/run.py --only ingest --duration 10
+    .venv/bin/python bench/run.py --only replay --events 200000
+    .venv/bin/python bench/run.py --only reads --apps 10000
+
+Prints one table: target, measured, baseline, ratio, met. Needs wrk (Debian: apt-get install wrk)
+and the bench extra (pip install -e '.[dev,bench]'). Servers run on loopback ports of their own
+and databases of their own (dropped at the end); every load is bounded by --duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+from _common import ADMIN, TOKEN, database, free_port, serving
+
+BENCH = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Row:
+    target: str
+    measured: str
+    baseline: str = "—"
+    ratio: str = "—"
+    met: str = "—"
+
+
+ROWS: list[Row] = []
+
+
+def record(
+    target: str, measured: str, baseline: str = "—", ratio: float | None = None, met: bool | None = None
+) -> None:
+    row = Row(
+        target,
+        measured,
+        baseline,
+        f"{ratio:.2f}" if ratio is not None else "—",
+        "—" if met is None else ("yes" if met else "**no**"),
+    )
+    ROWS.append(row)
+    print(f"  {row.target}: {row.measured} (baseline {row.baseline}, ratio {row.ratio}, met {row.met})", flush=True)
+
+
+# --- processes, load and memory ------------------------------------------------------------------
+
+
+@contextmanager
+def rss_peak(pid: int) -> Iterator[dict[str, float]]:
+    """The peak resident memory of a process and its children, sampled every 0.2 s, in MiB."""
+    peak = {"mib": 0.0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            try:
+                root = psutil.Process(pid)
+                total = root.memory_info().rss + sum(c.memory_info().rss for c in root.children(recursive=True))
+                peak["mib"] = max(peak["mib"], total / 2**20)
+            except psutil.Error:
+                pass
+            stop.wait(0.2)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextmanager
+def granian(factory: str, workers: int, env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    cmd = [
+        str(VENV_BIN / "granian"),
+        "--interface",
+        "asgi",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        factory,
+    ]
+    process = subprocess.Popen(
+        cmd, cwd=BENCH, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(base + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            raise SystemExit(f"{factory} did not start")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    errors: int
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+
+def wrk(
+    url: str,
+    *,
+    duration: int,
+    connections: int,
+    script: str | None = None,
+    headers: list[str] = (),
+    env: dict[str, str] | None = None,
+) -> Load:  # type: ignore[assignment]
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    for header in headers:
+        cmd += ["-H", header]
+    if script:
+        cmd += ["-s", str(BENCH / script)]
+    output = subprocess.run(
+        [*cmd, url], capture_output=True, text=True, env={**os.environ, **(env or {})}, check=True
+    ).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", output, re.M))
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    return Load(
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        p50_ms=_ms(latency["50"]),
+        p99_ms=_ms(latency["99"]),
+        requests=requests,
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        errors=sum(int(g) for g in errors.groups()) if errors else 0,
+    )
+
+
+# --- ingest --------------------------------------------------------------------------------------
+
+
+def ingest_target(backend: str, workers: int, duration: int, *, is_target: bool) -> None:
+    name = f"ingest {backend}, {workers} worker(s), 16 connections"
+    with database(backend) as url:
+        with serving(url, workers) as (base, process):
+            lua_env = {"BENCH_TOKEN": TOKEN}
+            wrk(
+                base + "/webhooks/appstack",
+                duration=3,
+                connections=16,
+                script="env_update.lua",
+                env={**lua_env, "BENCH_RUN": "warm-" + uuid.uuid4().hex[:6]},
+            )
+            with rss_peak(process.pid) as peak:
+                ours = wrk(
+                    base + "/webhooks/appstack",
+                    duration=duration,
+                    connections=16,
+                    script="env_update.lua",
+                    env={**lua_env, "BENCH_RUN": uuid.uuid4().hex[:8]},
+                )
+            statuses = httpx.get(base + "/metrics").text
+        baseline_db = url if backend == "sqlite" else url.replace("postgresql+psycopg://", "postgresql://")
+        with granian("baselines:receiver", workers, {"BENCH_DATABASE": baseline_db}) as base:
+            wrk(
+                base + "/webhooks/appstack",
+                duration=3,
+                connections=16,
+                script="env_update.lua",
+                env={"BENCH_RUN": "warm-" + uuid.uuid4().hex[:6]},
+            )
+            theirs = wrk(
+                base + "/webhooks/appstack",
+                duration=duration,
+                connections=16,
+                script="env_update.lua",
+                env={"BENCH_RUN": uuid.uuid4().hex[:8]},
+            )
+    ratio = ours.rps / theirs.rps
+    record(
+        f"{name}: deliveries/s ≥ 1.0× baseline" if is_target else f"{name}: deliveries/s",
+        f"{ours.rps:,.0f}/s",
+        f"{theirs.rps:,.0f}/s",
+        ratio,
+        ratio >= 1.0 if is_target else None,
+    )
+    record(
+        f"{name}: p99 < 30 ms" if is_target else f"{name}: p99",
+        f"{ours.p99_ms:.1f} ms (p50 {ours.p50_ms:.1f})",
+        f"{theirs.p99_ms:.1f} ms",
+        None,
+        ours.p99_ms < 30 if is_target else None,
+    )
+    record(
+        f"{name}: no non-2xx",
+        f"{ours.non_2xx} non-2xx, {ours.errors} socket errors of {ours.requests:,}",
+        met=ours.non_2xx == 0 and ours.errors == 0,
+    )
+    if is_target:
+        record(f"{name}: server RSS < 200 MB", f"{peak['mib']:.0f} MiB", met=peak["mib"] < 200)
+    del statuses
+
+
+# --- replay and import ---------------------------------------------------------------------------
+
+
+def timed_command(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MiB) and stderr of a cmdb-sync command."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [str(VENV_BIN / "cmdb-sync"), *args],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with rss_peak(process.pid) as peak:
+        _, err = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"cmdb-sync {' '.join(args)} failed: {err}")
+    return time.perf_counter() - started, peak["mib"], err.strip().splitlines()[-1]
+
+
+def replay_target(backend: str, events: int, *, is_target: bool) -> None:
+    from generate import deliveries
+
+    with tempfile.TemporaryDirectory() as workdir:
+        journal = Path(workdir) / "journal.jsonl"
+        with journal.open("w", encoding="utf-8") as out:
+            for headers, body in deliveries(events):
+                out.write(
+                    json.dumps({"headers": headers, "body": body}, ensure_ascii=False, separators=(",", ":")) + "\n"
+                )
+        with database(backend) as url:
+            env = {"CMDB_SYNC_DATABASE_URL": url}
+            subprocess.run(
+                [str(VENV_BIN / "cmdb-sync"), "db", "upgrade"],
+                env={**os.environ, **env},
+                check=True,
+                capture_output=True,
+            )
+            for what, args in (("import", ["import", str(journal)]), ("replay --rebuild", ["replay", "--rebuild"])):
+                seconds, mib, summary = timed_command(args, env)
+                rate = events / seconds
+                label = f"{what} {backend}, {events:,} events of 7 kinds"
+                record(
+                    f"{label}: ≥ 10,000 events/s" if is_target else f"{label}: events/s",
+                    f"{rate:,.0f}/s ({seconds:.1f} s; {summary})",
+                    met=rate >= 10_000 if is_target else None,
+                )
+                record(
+                    f"{label}: peak RSS < 300 MB" if is_target else f"{label}: peak RSS",
+                    f"{mib:.0f} MiB",
+                    met=mib < 300 if is_target else None,
+                )
+
+
+# --- reads ---------------------------------------------------------------------------------------
+
+
+def fill_inventory(url: str, apps: int) -> None:
+    """apps × 10 envs, 3 labels each (envType, region, team), and a successful change order for
+    every env of one app in ten, whose image names the app."""
+    sys.path.insert(0, str(BENCH.parent))
+    from generate import ENV_TYPES, REGIONS
+
+    from cmdb_sync import migrate
+    from cmdb_sync.db import Database
+    from cmdb_sync.ingest import Delivery, ingest_batch
+
+    migrate.upgrade(url)
+    batch: list[Delivery] = []
+    counter = 0
+
+    def send(kind: str, action: str, app: str, attrs: dict[str, object]) -> None:
+        nonlocal counter, batch
+        counter += 1
+        body = {
+            "id": f"fill-{counter}",
+            "user": {"id": "u"},
+            "orgId": "org-bench",
+            "time": 1_700_000_000_000 + counter,
+            "objectKind": kind,
+            "objectAttributes": attrs,
+        }
+        batch.append(
+            Delivery(
+                {"X-AppStack-Event": kind, "X-AppStack-Action": action, "X-AppStack-App": app},
+                json.dumps(body).encode(),
+            )
+        )
+        if len(batch) == 2000:
+            ingest_batch(database_.engine, batch)
+            batch = []
+
+    with Database.open(url) as database_:
+        for a in range(apps):
+            app = f"app-{a:05d}"
+            send("App", "Create", app, {"name": app, "type": "APP"})
+            for e in range(10):
+                labels = [
+                    {"namespace": "default", "name": "envType", "value": ENV_TYPES[e % 4]},
+                    {"namespace": "default", "name": "region", "value": REGIONS[(a + e) % 4]},
+                    {"namespace": "default", "name": "team", "value": f"team-{a % 20}"},
+                ]
+                send(
+                    "Env",
+                    "Create",
+                    app,
+                    {"name": f"env-{e}", "appName": app, "labelList": labels, "resourcePoolName": "default"},
+                )
+            if a % 10 == 0:
+                jobs = [
+                    {
+                        "sn": f"co-{a}-{e}",
+                        "envName": f"env-{e}",
+                        "state": "SUCCESS",
+                        "endedAt": 1_700_000_000_000 + a,
+                        "stages": [
+                            {
+                                "sn": "s",
+                                "tasks": [
+                                    {
+                                        "sn": "t",
+                                        "state": "SUCCESS",
+                                        "contextContent": json.dumps(
+                                            {"artifacts": {"image.backend": f"registry.example.com/{app}:v1"}}
+                                        ),
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                    for e in range(10)
+                ]
+                send(
+                    "ChangeOrder",
+                    "StatusUpdate",
+                    app,
+                    {"sn": f"co-{a}", "appName": app, "state": "SUCCESS", "version": "v1", "jobs": jobs},
+                )
+        if batch:
+            ingest_batch(database_.engine, batch)
+
+
+def page_timing(client: httpx.Client, path: str, runs: int = 30) -> float:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        assert client.get(path).status_code == 200
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def reads_target(apps: int, duration: int) -> None:
+    auth = f"Authorization: Bearer {ADMIN}"
+    with database("postgresql") as url:
+        fill_inventory(url, apps)
+        with serving(url, 1) as (base, _):
+            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60) as client:
+                one = "/api/v1/apps/app-00042/envs/env-3"
+                assert client.get(one).status_code == 200
+                ours = wrk(base + one, duration=duration, connections=16, headers=[auth])
+                labels = "/api/v1/envs?label=envType=production&label=region=cn-shanghai&limit=100"
+                label_load = wrk(base + labels, duration=duration, connections=4, headers=[auth])
+                artifact = "/api/v1/envs?artifact=app-00420:&limit=100"
+                assert client.get(artifact).json()["items"], "the artifact filter found nothing"
+                artifact_load = wrk(base + artifact, duration=duration, connections=4, headers=[auth])
+                first = "/api/v1/envs?limit=100"
+                cursor, last = None, None
+                while True:
+                    page = client.get(
+                        "/api/v1/envs", params={"limit": 500, **({"cursor": cursor} if cursor else {})}
+                    ).json()
+                    if page["next_cursor"] is None:
+                        break
+                    last, cursor = cursor, page["next_cursor"]
+                last_path = f"/api/v1/envs?limit=100&cursor={last}"
+                first_ms, last_ms = page_timing(client, first), page_timing(client, last_path)
+        baseline_db = url.replace("postgresql+psycopg://", "postgresql://")
+        with granian("baselines:reader", 1, {"BENCH_DATABASE": baseline_db}) as base:
+            theirs = wrk(base + one, duration=duration, connections=16)
+    envs = apps * 10
+    ratio = ours.rps / theirs.rps
+    record(
+        f"GET one env ({envs:,} envs): ≥ 0.7× one-query handler",
+        f"{ours.rps:,.0f}/s",
+        f"{theirs.rps:,.0f}/s",
+        ratio,
+        ratio >= 0.7,
+    )
+    record(
+        f"two-label filter, limit=100 ({envs:,} envs): p99 < 50 ms",
+        f"{label_load.p99_ms:.1f} ms (p50 {label_load.p50_ms:.1f})",
+        met=label_load.p99_ms < 50,
+    )
+    record(
+        f"artifact filter, limit=100 ({envs:,} envs): p99 < 50 ms",
+        f"{artifact_load.p99_ms:.1f} ms (p50 {artifact_load.p50_ms:.1f})",
+        met=artifact_load.p99_ms < 50,
+    )
+    record(
+        "last page by cursor as fast as the first (median of 30)",
+        f"{last_ms:.1f} ms",
+        f"first {first_ms:.1f} ms",
+        last_ms / first_ms,
+        last_ms <= first_ms * 1.25,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="ingest,replay,reads", help="comma-separated: ingest, replay, reads")
+    parser.add_argument("--duration", type=int, default=15, help="seconds of load per measurement")
+    parser.add_argument("--events", type=int, default=200_000, help="journal size for replay and import")
+    parser.add_argument("--apps", type=int, default=10_000, help="apps of the read inventory (10 envs each)")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    if "ingest" in only:
+        ingest_target("postgresql", 1, args.duration, is_target=True)
+        ingest_target("postgresql", 2, args.duration, is_target=False)
+        ingest_target("sqlite", 1, args.duration, is_target=False)
+    if "replay" in only:
+        replay_target("postgresql", args.events, is_target=True)
+        replay_target("sqlite", args.events, is_target=False)
+    if "reads" in only:
+        reads_target(args.apps, args.duration)
+    print("\n| target | measured | baseline | ratio | met |\n|---|---|---|---|---|")
+    for row in ROWS:
+        print(f"| {row.target} | {row.measured} | {row.baseline} | {row.ratio} | {row.met} |")
+
+
+if __name__ == "__main__":
+    main()
