@@ -8,9 +8,10 @@ app's tombstones, and the app they are listed under is looked up deleted or not.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, select, tuple_
+from sqlalchemy import Connection, Select, and_, bindparam, exists, func, select, tuple_
 from sqlalchemy.orm import Session, aliased, defer, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -77,6 +78,31 @@ def current_deployments(session: Session, envs: Sequence[Env]) -> dict[int, Depl
                 change_order_sn=row["sn"], version=row["version"], artifacts=row["artifacts"], ended_at=row["ended_at"]
             )
     return found
+
+
+def current_deployment(conn: Connection, org_id: str, app_name: str, env_name: str) -> DeploymentOut | None:
+    """The current deployment of one env: its newest change-order job in state SUCCESS."""
+    row = conn.execute(_current_deployment_statement(), {"org": org_id, "app": app_name, "env": env_name}).first()
+    if row is None:
+        return None
+    return DeploymentOut(change_order_sn=row.sn, version=row.version, artifacts=row.artifacts, ended_at=row.ended_at)
+
+
+@cache
+def _current_deployment_statement() -> Select[Any]:
+    job = ChangeOrderJob
+    return (
+        select(job.artifacts, job.ended_at, ChangeOrder.sn, ChangeOrder.version)
+        .join(ChangeOrder, ChangeOrder.id == job.change_order_id)
+        .where(
+            job.org_id == bindparam("org"),
+            job.app_name == bindparam("app"),
+            job.env_name == bindparam("env"),
+            job.state == SUCCESS,
+        )
+        .order_by(*_newest_first(job))
+        .limit(1)
+    )
 
 
 def envs_running_artifact(pattern: str) -> ColumnElement[bool]:

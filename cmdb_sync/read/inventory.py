@@ -7,16 +7,18 @@ tombstone or their app's) unless ``include_deleted``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Select, and_, bindparam, exists, select
 from sqlalchemy.orm import Session, selectinload
 
-from cmdb_sync.errors import BadRequest, NotFound
-from cmdb_sync.models import App, Env, EnvLabel, Orchestration, VariableGroup
-from cmdb_sync.read.common import Window, like, resolve_app
-from cmdb_sync.read.deployments import current_deployments, envs_running_artifact
+from cmdb_sync.errors import BadRequest, NotFound, the_one
+from cmdb_sync.models import App, Env, EnvLabel, EnvProfile, Orchestration, VariableGroup
+from cmdb_sync.read.common import MAX_ORGS_LISTED, Window, like, resolve_app
+from cmdb_sync.read.deployments import current_deployment, current_deployments, envs_running_artifact
 from cmdb_sync.read.pagination import paginate
 from cmdb_sync.read.views import (
     AppOut,
@@ -125,13 +127,55 @@ def list_envs(
 
 
 def get_env(session: Session, app_name: str, env_name: str, *, org_id: str | None, include_deleted: bool) -> EnvOut:
-    app = resolve_app(session, app_name, org_id, include_deleted)
-    stmt = _env_select(include_deleted).where(Env.org_id == app.org_id, Env.app_name == app.name, Env.name == env_name)
-    row = session.execute(stmt).one_or_none()
-    if row is None:
+    """One env in four small prepared queries and no ORM objects (the most read route): the app
+    and the env together (which app, which orgs, whether the env is there), its labels, its
+    profiles, its current deployment."""
+    conn = session.connection()
+    params = {"app": app_name, "env": env_name, "org": org_id}
+    rows = conn.execute(_env_statement(include_deleted, org_id is not None), params).all()
+    row = the_one([_AppOrg(r.app_org_id) for r in rows], f"app {app_name!r}", org_id) and rows[0]
+    if row.id is None:
         msg = f"env {env_name!r} of app {app_name!r} not found"
         raise NotFound(msg)
-    return env_out(row[0], row[1], current_deployments(session, [row[0]]).get(row[0].id))
+    labels = conn.execute(_children_statement(EnvLabel), {"env_id": row.id}).mappings().all()
+    profiles = conn.execute(_children_statement(EnvProfile), {"env_id": row.id}).mappings().all()
+    return versioned_out(
+        EnvOut,
+        row,
+        deleted_at=row.effective_deleted_at,
+        labels=labels,
+        profiles=profiles,
+        current_deployment=current_deployment(conn, row.org_id, row.app_name, row.name),
+    )
+
+
+@dataclass(frozen=True)
+class _AppOrg:
+    org_id: str
+
+
+@cache
+def _env_statement(include_deleted: bool, by_org: bool) -> Select[Any]:
+    found = and_(owned_by(Env), Env.name == bindparam("env"))
+    stmt = (
+        select(
+            App.org_id.label("app_org_id"), *Env.__table__.c, effective_deleted_at(Env).label("effective_deleted_at")
+        )
+        .select_from(App)
+        .outerjoin(Env, found if include_deleted else and_(found, visible(Env)))
+        .where(App.name == bindparam("app"))
+    )
+    if not include_deleted:
+        stmt = stmt.where(App.deleted_at.is_(None))
+    if by_org:
+        stmt = stmt.where(App.org_id == bindparam("org"))
+    return stmt.order_by(App.org_id).limit(MAX_ORGS_LISTED)
+
+
+@cache
+def _children_statement(model: Any) -> Select[Any]:
+    table = model.__table__
+    return select(table).where(table.c.env_id == bindparam("env_id")).order_by(table.c.position)
 
 
 # --- variable groups -----------------------------------------------------------------------------
