@@ -16,11 +16,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +26,7 @@ from cmdb_sync.db import describe_error, write_lock
 from cmdb_sync.errors import BadDelivery, DatabaseUnavailable
 from cmdb_sync.events import Envelope, parse_envelope, scrub_nul
 from cmdb_sync.models import Event
+from cmdb_sync.projections import bulk
 from cmdb_sync.projections.batch import Outcome, project_isolated
 from cmdb_sync.status import Status
 from cmdb_sync.times import now_utc
@@ -156,7 +155,7 @@ def _journal_and_project(engine: Engine, journal: list[tuple[int, Envelope, dict
         for index, envelope, _ in journal:
             first.setdefault(envelope.id, index)
         rows = [row for index, envelope, row in journal if first[envelope.id] == index]
-        inserted = set(conn.execute(_journal_insert(conn.dialect.name), rows).scalars())
+        inserted = bulk.insert_ignoring_conflicts(conn, Event.__table__, ("id",), rows)
         fresh = [
             (index, envelope)
             for index, envelope, _ in journal
@@ -176,9 +175,8 @@ def _journal_and_project(engine: Engine, journal: list[tuple[int, Envelope, dict
 
 def record_statuses(conn: Connection, outcomes: Sequence[tuple[str, Outcome]]) -> None:
     """Write each event's new status (and error) to the journal, in one statement."""
-    if outcomes:
-        rows = [{"i": event_id, "s": status.value, "e": error} for event_id, (status, error) in outcomes]
-        conn.execute(_status_update(), rows)
+    rows = [(event_id, status.value, error) for event_id, (status, error) in outcomes]
+    bulk.record_statuses(conn, Event.__table__, rows)
 
 
 def _journal_row(envelope: Envelope, delivery: Delivery) -> dict[str, Any]:
@@ -196,16 +194,3 @@ def _journal_row(envelope: Envelope, delivery: Delivery) -> dict[str, Any]:
         "headers": redact_headers(delivery.headers),
         "body": decode_body(delivery.raw),
     }
-
-
-@cache
-def _journal_insert(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    events = Event.__table__
-    return insert(events).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
-
-
-@cache
-def _status_update() -> Any:
-    events = Event.__table__
-    return update(events).where(events.c.id == bindparam("i")).values(status=bindparam("s"), error=bindparam("e"))

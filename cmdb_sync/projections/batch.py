@@ -25,14 +25,13 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Table, bindparam, or_, update
 from sqlalchemy.exc import OperationalError
 
 from cmdb_sync.errors import ProjectionError
 from cmdb_sync.events import Envelope
 from cmdb_sync.models import App
-from cmdb_sync.projections import PROJECTIONS, REGISTRY
+from cmdb_sync.projections import PROJECTIONS, REGISTRY, bulk
 from cmdb_sync.projections.common import CHILDREN, Children, Projection, Snapshot
 from cmdb_sync.status import Status
 
@@ -165,16 +164,7 @@ def _write_kind(conn: Connection, projection: Projection, items: list[_Item], ou
 def _held_versions(
     conn: Connection, projection: Projection, keys: set[tuple[Any, ...]]
 ) -> dict[tuple[Any, ...], tuple[Any, Any]]:
-    table = projection.table
-    columns = [table.c[name] for name in projection.identity]
-    held: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-    ordered = sorted(keys, key=repr)
-    for start in range(0, len(ordered), 500):
-        chunk = ordered[start : start + 500]
-        stmt = select(*columns, table.c.version_at, table.c.version_id).where(tuple_(*columns).in_(chunk))
-        for row in conn.execute(stmt):
-            held[tuple(row[: len(columns)])] = (row.version_at, row.version_id)
-    return held
+    return bulk.held_versions(conn, projection.table, projection.identity, sorted(keys, key=repr))
 
 
 def _purges(items: list[_Item]) -> list[dict[str, Any]]:
@@ -201,14 +191,8 @@ def _upsert(conn: Connection, projection: Projection, winners: list[_Item]) -> d
                 "deleted_at": envelope.time if envelope.action == "Delete" else None,
             }
         )
-    columns = tuple(rows[0])
     insert_only = tuple(winners[0].snapshot.insert_only)
-    stmt = _upsert_statement(conn.dialect.name, projection.table, projection.identity, columns, insert_only)
-    written: dict[tuple[Any, ...], int] = {}
-    width = len(projection.identity)
-    for row in conn.execute(stmt, rows):
-        written[tuple(row[1 : 1 + width])] = row[0]
-    return written
+    return bulk.upsert(conn, projection.table, projection.identity, rows, insert_only)
 
 
 def _replace_children(conn: Connection, projection: Projection, replaced: list[tuple[int, Snapshot, bool]]) -> None:
@@ -222,8 +206,7 @@ def _replace_children(conn: Connection, projection: Projection, replaced: list[t
         column = _parent_column(child, table)
         if column is None:  # a grandchild: removed by cascade
             continue
-        for start in range(0, len(had_children), 500):
-            conn.execute(delete(child).where(child.c[column].in_(had_children[start : start + 500])))
+        bulk.delete_children(conn, child, column, had_children)
     _insert_children(conn, [(row_id, snapshot.children) for row_id, snapshot, _ in replaced], table)
 
 
@@ -240,19 +223,18 @@ def _insert_children(conn: Connection, parents: list[tuple[int, Sequence[Childre
             {column: parent_id, "position": position, **{k: v for k, v in row.items() if k != CHILDREN}}
             for parent_id, position, row in entries
         ]
-        nested = [row.get(CHILDREN, ()) for _, _, row in entries]
-        if any(nested):
-            ids = list(conn.execute(_insert_returning_statement(table), rows).scalars())
-            _insert_children(conn, list(zip(ids, nested, strict=True)), table)
-        else:
-            conn.execute(insert(table), rows)
+        nested = [(parent_id, position, row[CHILDREN]) for parent_id, position, row in entries if row.get(CHILDREN)]
+        ids = bulk.insert_rows(conn, table, rows, key=(column, "position") if nested else ())
+        if nested:
+            _insert_children(
+                conn, [(ids[(parent_id, position)], children) for parent_id, position, children in nested], table
+            )
 
 
 def _ensure_apps(conn: Connection, apps: list[tuple[str, str]]) -> None:
     """An event for an object of an unknown app creates the app, with no version of its own."""
-    if apps:
-        rows = [{"org_id": org_id, "name": name} for org_id, name in apps]
-        conn.execute(_ensure_app_statement(conn.dialect.name), rows)
+    rows = [{"org_id": org_id, "name": name} for org_id, name in apps]
+    bulk.insert_ignoring_conflicts(conn, App.__table__, ("org_id", "name"), rows)
 
 
 # --- statements, built once ----------------------------------------------------------------------
@@ -265,33 +247,6 @@ def _parent_column(child: Table, parent: Table) -> str | None:
     return None
 
 
-def _dialect_insert(table: Table, dialect: str) -> Any:
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
-@cache
-def _upsert_statement(
-    dialect: str, table: Table, identity: tuple[str, ...], columns: tuple[str, ...], insert_only: tuple[str, ...]
-) -> Any:
-    """``INSERT ... ON CONFLICT (identity) DO UPDATE SET ... WHERE held (time, id) < proposed
-    RETURNING id, identity``: insert-only columns are never updated."""
-    stmt = _dialect_insert(table, dialect)
-    excluded = stmt.excluded
-    held_id, new_id = table.c.version_id, excluded.version_id
-    if dialect == "postgresql":  # ids compare by code point on both databases, whatever the collation
-        held_id, new_id = held_id.collate("C"), new_id.collate("C")
-    guard = or_(table.c.version_at.is_(None), tuple_(table.c.version_at, held_id) < tuple_(excluded.version_at, new_id))
-    updated = [name for name in columns if name not in identity and name not in insert_only]
-    return stmt.on_conflict_do_update(
-        index_elements=list(identity), set_={name: excluded[name] for name in updated}, where=guard
-    ).returning(table.c.id, *(table.c[name] for name in identity))
-
-
-@cache
-def _ensure_app_statement(dialect: str) -> Any:
-    return _dialect_insert(App.__table__, dialect).on_conflict_do_nothing(index_elements=["org_id", "name"])  # type: ignore[arg-type]
-
-
 @cache
 def _purge_statement() -> Any:
     apps = App.__table__
@@ -301,8 +256,3 @@ def _purge_statement() -> Any:
         .where(or_(apps.c.purged_at.is_(None), apps.c.purged_at < bindparam("t", type_=apps.c.purged_at.type)))
         .values(purged_at=bindparam("t", type_=apps.c.purged_at.type))
     )
-
-
-@cache
-def _insert_returning_statement(table: Table) -> Any:
-    return insert(table).returning(table.c.id, sort_by_parameter_order=True)
