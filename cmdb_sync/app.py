@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from litestar import Litestar, Router
 from litestar.datastructures import State
@@ -23,6 +24,8 @@ from cmdb_sync.api.webhooks import receive_webhook
 from cmdb_sync.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+SWITCH_INTERVAL_SECONDS = 0.0001
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -65,5 +68,10 @@ def create_app(settings: Settings) -> Litestar:
 
 
 def app_factory() -> Litestar:
-    """Entry point for the ASGI server's workers: settings from the environment."""
+    """Entry point for the ASGI server's workers: settings from the environment.
+
+    The writer thread gives up the GIL at every database round trip and waits to get it back
+    while the event loop runs; at Python's default 5 ms switch interval that wait, a dozen times
+    per batch, was most of a delivery's latency (measured: p50 18 ms under 16 senders)."""
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     return create_app(get_settings())

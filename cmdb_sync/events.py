@@ -84,6 +84,14 @@ def _optional_text(body: dict[str, Any], key: str) -> str | None:
     return None
 
 
+def _may_hold_nul(raw: bytes | str) -> bool:
+    """Whether a parsed body can hold U+0000: valid JSON writes it only as the escape ``\\u0000``
+    (a UTF-16 or -32 body, full of zero bytes, is scrubbed without looking closer)."""
+    if isinstance(raw, str):
+        return "\\u0000" in raw or "\x00" in raw
+    return b"\\u0000" in raw or b"\x00" in raw
+
+
 def parse_envelope(headers: dict[str, str], raw: bytes | str) -> tuple[Envelope, Any]:
     """Validate a delivery enough to journal it; raise BadDelivery (400) naming the field otherwise.
 
@@ -119,7 +127,8 @@ def parse_envelope(headers: dict[str, str], raw: bytes | str) -> tuple[Envelope,
         time_error = str(exc) if body.get("time") is not None else "time: required"
     user = body.get("user")
     actor = _optional_text(user, "id") if isinstance(user, dict) else None
-    body = scrub_nul(body)
+    if _may_hold_nul(raw):
+        body = scrub_nul(body)
     envelope = Envelope(
         id=scrub_nul(event_id),
         kind=scrub_nul(kind),

@@ -1,11 +1,10 @@
 """The one pipeline every event goes through, whoever brings it: journal, then project, in batches.
 
 It knows nothing of HTTP: the webhook route (through the server's group-commit writer), ``import``,
-``backfill`` and ``replay`` all call it. One transaction per batch: the deliveries are journaled
-first with one multi-row insert (the primary key finds duplicates, so two processes receiving one
-id apply it once), then projected set-based by ``projections.batch`` (each event's status what
-one-by-one processing in the batch's order would give), then their statuses are written, and
-the batch commits once. A projection that fails leaves its journal row standing as ``failed``; a
+``backfill`` and ``replay`` all call it. One transaction per batch: the ids already journaled are
+duplicates; the others are projected set-based by ``projections.batch`` (each event's status what
+one-by-one processing in the batch's order would give) and journaled with their status in one
+multi-row insert whose primary key settles a race between processes; the batch commits once. A projection that fails leaves its journal row standing as ``failed``; a
 delivery the database refuses outright is retried alone, so it never fails its batch-mates.
 """
 
@@ -27,7 +26,7 @@ from cmdb_sync.errors import BadDelivery, DatabaseUnavailable
 from cmdb_sync.events import Envelope, parse_envelope, scrub_nul
 from cmdb_sync.models import Event
 from cmdb_sync.projections import bulk
-from cmdb_sync.projections.batch import Outcome, project_isolated
+from cmdb_sync.projections.batch import Outcome, project, project_isolated
 from cmdb_sync.status import Status
 from cmdb_sync.times import now_utc
 
@@ -148,28 +147,34 @@ def _with_retries(engine: Engine, journal: list[tuple[int, Envelope, dict[str, A
 
 
 def _journal_and_project(engine: Engine, journal: list[tuple[int, Envelope, dict[str, Any]]]) -> dict[int, Outcome]:
-    """One transaction: journal every delivery, project the ones never seen, record statuses."""
-    outcomes: dict[int, Outcome] = {}
+    """One transaction: project the deliveries never journaled, then journal them with their status.
+
+    Ids already in the journal are duplicates and are not projected. Two processes receiving one
+    id at once may both project it (the second's write is stale against the first's, and the rest
+    is idempotent); the journal's primary key then keeps one row and the other answers duplicate.
+    Writing each row once, with its final status, spares rewriting it (and its indexes)."""
+    outcomes: dict[int, Outcome] = {index: (Status.DUPLICATE, None) for index, _, _ in journal}
     with write_lock(engine), engine.begin() as conn:
         first: dict[str, int] = {}
         for index, envelope, _ in journal:
             first.setdefault(envelope.id, index)
-        rows = [row for index, envelope, row in journal if first[envelope.id] == index]
-        inserted = bulk.insert_ignoring_conflicts(conn, Event.__table__, ("id",), rows)
-        fresh = [
-            (index, envelope)
-            for index, envelope, _ in journal
-            if first[envelope.id] == index and envelope.id in inserted
+        candidates = [(index, envelope, row) for index, envelope, row in journal if first[envelope.id] == index]
+        journaled = bulk.existing(conn, Event.__table__, "id", [envelope.id for _, envelope, _ in candidates])
+        fresh = [entry for entry in candidates if entry[1].id not in journaled]
+        if not fresh:
+            return outcomes
+        envelopes = [envelope for _, envelope, _ in fresh]
+        # alone, a delivery the database refuses is kept as failed; in a batch, it fails the batch,
+        # whose deliveries ingest_batch then writes one by one
+        projected = project_isolated(conn, envelopes) if len(fresh) == 1 else project(conn, envelopes)
+        rows = [
+            {**row, "status": status.value, "error": error}
+            for (_, _, row), (status, error) in zip(fresh, projected, strict=True)
         ]
-        for index, _, _ in journal:
-            outcomes[index] = (Status.DUPLICATE, None)
-        if fresh:
-            projected = project_isolated(conn, [envelope for _, envelope in fresh])
-            for (index, _), outcome in zip(fresh, projected, strict=True):
+        inserted = bulk.insert_ignoring_conflicts(conn, Event.__table__, ("id",), rows)
+        for (index, envelope, _), outcome in zip(fresh, projected, strict=True):
+            if envelope.id in inserted:
                 outcomes[index] = outcome
-            record_statuses(
-                conn, [(envelope.id, outcome) for (_, envelope), outcome in zip(fresh, projected, strict=True)]
-            )
     return outcomes
 
 
@@ -189,8 +194,6 @@ def _journal_row(envelope: Envelope, delivery: Delivery) -> dict[str, Any]:
         "actor_id": envelope.actor_id,
         "time": envelope.time,
         "received_at": delivery.received_at or now_utc(),
-        "status": Status.RECEIVED.value,
-        "error": None,
         "headers": redact_headers(delivery.headers),
         "body": decode_body(delivery.raw),
     }

@@ -26,7 +26,7 @@ from cmdb_sync.projections import projection_tables
 from cmdb_sync.projections.batch import Outcome, project_isolated
 from cmdb_sync.status import Status
 
-BATCH_SIZE = 500
+BATCH_SIZE = 2000
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from enum import StrEnum
 
 class Status(StrEnum):
     # in the journal
-    RECEIVED = "received"  # journaled, not yet projected (never seen outside its transaction)
     APPLIED = "applied"  # the projection changed
     STALE = "stale"  # older than the state held: no effect
     UNSUPPORTED = "unsupported"  # a kind or action this version does not project

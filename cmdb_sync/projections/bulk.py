@@ -36,10 +36,8 @@ def _pg_type(table: Table, name: str) -> str:
     return table.c[name].type.compile(dialect=_PG).lower()
 
 
-def _pg_value(table: Table, name: str, value: Any) -> Any:
-    if value is None or not _is_json(table, name):
-        return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def _json_text(value: Any) -> Any:
+    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _pg_select(table: Table, columns: Sequence[str]) -> str:
@@ -50,8 +48,17 @@ def _pg_select(table: Table, columns: Sequence[str]) -> str:
     return f"SELECT {outputs} FROM unnest({arrays}) AS r({aliases})"
 
 
-def _pg_arrays(table: Table, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    return {f"c{i}": [_pg_value(table, name, row[name]) for row in rows] for i, name in enumerate(columns)}
+def _pg_arrays(table: Table, columns: tuple[str, ...], rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    arrays = {}
+    for i, (name, is_json) in enumerate(_json_flags(table, columns)):
+        column = [row[name] for row in rows]
+        arrays[f"c{i}"] = [_json_text(value) for value in column] if is_json else column
+    return arrays
+
+
+@cache
+def _json_flags(table: Table, columns: tuple[str, ...]) -> tuple[tuple[str, bool], ...]:
+    return tuple((name, _is_json(table, name)) for name in columns)
 
 
 def _quoted(names: Sequence[str]) -> str:
@@ -92,6 +99,21 @@ def _pg_held_sql(table: Table, identity: tuple[str, ...]) -> str:
         f"SELECT {', '.join(f't.{chr(34)}{n}{chr(34)}' for n in identity)}, t.version_at, t.version_id "
         f'FROM "{table.name}" AS t JOIN unnest({arrays}) AS k({aliases}) ON {joined}'
     )
+
+
+def existing(conn: Connection, table: Table, column: str, values: Sequence[Any]) -> set[Any]:
+    """Which of ``values`` ``column`` holds."""
+    if not values:
+        return set()
+    if conn.dialect.name == "postgresql":
+        sql = f'SELECT "{column}" FROM "{table.name}" WHERE "{column}" = ANY(%(v)b::{_pg_type(table, column)}[])'
+        return set(conn.exec_driver_sql(sql, {"v": list(values)}).scalars())
+    found: set[Any] = set()
+    for start in range(0, len(values), 500):
+        found.update(
+            conn.execute(select(table.c[column]).where(table.c[column].in_(values[start : start + 500]))).scalars()
+        )
+    return found
 
 
 # --- guarded upsert ------------------------------------------------------------------------------
