@@ -379,6 +379,7 @@ def fill_inventory(url: str, apps: int) -> None:
                 )
         if batch:
             ingest_batch(database_.engine, batch)
+        database_.analyze()  # as `cmdb-sync import` does after a bulk load
 
 
 def page_timing(client: httpx.Client, path: str, runs: int = 30) -> float:

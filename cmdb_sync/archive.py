@@ -26,7 +26,7 @@ from cmdb_sync.projections import REGISTRY
 from cmdb_sync.status import Status
 
 EXPORT_BATCH = 500
-IMPORT_BATCH = 500
+IMPORT_BATCH = 2000
 
 
 def headers_for_bare_body(body: dict[str, Any]) -> dict[str, str]:

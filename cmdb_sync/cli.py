@@ -177,6 +177,7 @@ def replay(failed_only: bool, rebuild: bool, since: datetime | None, kind: str |
     selection = Selection(failed_only=failed_only, since=since, kind=kind)
     with _database(settings) as database, reporting("rebuild" if rebuild else "replay") as reporter:
         run_replay(database.sessions, selection, reporter, rebuild=rebuild)
+        database.analyze()
     _finish(reporter, "replayed")
 
 
@@ -194,6 +195,7 @@ def import_(source: TextIO) -> None:
         source.seek(0)
     with _database(settings) as database, reporting("import", total=total) as reporter:
         import_lines(database.sessions, source, reporter)
+        database.analyze()
     _finish(reporter, "imported")
     if reporter.tally.counts.get(Status.INVALID):
         sys.exit(2)

@@ -90,6 +90,15 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def analyze(self) -> None:
+        """Refresh the planner's statistics after a bulk load (PostgreSQL), so the first reads after
+        an import or a rebuild are planned on what the tables now hold, not on what autovacuum
+        last saw (measured: a label filter at 1 s instead of 3 ms on a freshly filled inventory)."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("ANALYZE")
+                connection.commit()
+
     def __enter__(self) -> Self:
         return self
 

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, exists, func, select, tuple_
+from sqlalchemy import Connection, Select, String, and_, bindparam, exists, func, select, tuple_
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased, defer, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -43,33 +44,19 @@ def _newest_first(job: Any) -> list[Any]:
     return [job.ended_at.desc().nulls_last(), job.started_at.desc().nulls_last(), job.id.desc()]
 
 
-def current_deployments(session: Session, envs: Sequence[Env]) -> dict[int, DeploymentOut]:
-    """The current deployment of each env, by env id, in one query for any number of envs."""
+def current_deployments(session: Session, envs: Sequence[Any]) -> dict[int, DeploymentOut]:
+    """The current deployment of each env (anything with ``id``, ``org_id``, ``app_name``,
+    ``name``), by env id, in one query for any number of envs."""
     if not envs:
         return {}
     by_key = {(env.org_id, env.app_name, env.name): env.id for env in envs}
-    ranked = (
-        select(
-            ChangeOrderJob.org_id,
-            ChangeOrderJob.app_name,
-            ChangeOrderJob.env_name,
-            ChangeOrderJob.artifacts,
-            ChangeOrderJob.ended_at,
-            ChangeOrder.sn,
-            ChangeOrder.version,
-            func.row_number()
-            .over(
-                partition_by=[ChangeOrderJob.org_id, ChangeOrderJob.app_name, ChangeOrderJob.env_name],
-                order_by=_newest_first(ChangeOrderJob),
-            )
-            .label("rank"),
-        )
-        .join(ChangeOrder, ChangeOrder.id == ChangeOrderJob.change_order_id)
-        .where(ChangeOrderJob.state == SUCCESS)
-        .where(tuple_(ChangeOrderJob.org_id, ChangeOrderJob.app_name, ChangeOrderJob.env_name).in_(list(by_key)))
-        .subquery()
-    )
-    rows = session.execute(select(ranked).where(ranked.c.rank == 1)).mappings()
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        orgs, apps, names = (list(column) for column in zip(*by_key, strict=True))
+        params: dict[str, Any] = {"orgs": orgs, "apps": apps, "envs": names}
+    else:
+        params = {"keys": list(by_key)}
+    rows = conn.execute(_current_deployments_statement(conn.dialect.name), params).mappings()
     found: dict[int, DeploymentOut] = {}
     for row in rows:
         env_id = by_key.get((row["org_id"], row["app_name"], row["env_name"]))
@@ -78,6 +65,54 @@ def current_deployments(session: Session, envs: Sequence[Env]) -> dict[int, Depl
                 change_order_sn=row["sn"], version=row["version"], artifacts=row["artifacts"], ended_at=row["ended_at"]
             )
     return found
+
+
+@cache
+def _current_deployments_statement(dialect: str) -> Select[Any]:
+    """On PostgreSQL the envs' keys come as three arrays joined through ``unnest``: a row-value
+    ``IN`` of 100 keys is planned as a 100-branch OR, and planning it cost more than running it."""
+    job = ChangeOrderJob
+    if dialect == "postgresql":
+        text_array = postgresql.ARRAY(String)
+        keys = (
+            func.unnest(
+                bindparam("orgs", type_=text_array),
+                bindparam("apps", type_=text_array),
+                bindparam("envs", type_=text_array),
+            )
+            .table_valued("org_id", "app_name", "env_name")
+            .render_derived()
+        )
+        wanted = (
+            select(job.id)
+            .join(
+                keys,
+                and_(keys.c.org_id == job.org_id, keys.c.app_name == job.app_name, keys.c.env_name == job.env_name),
+            )
+            .scalar_subquery()
+        )
+        of_those_envs = job.id.in_(wanted)
+    else:
+        of_those_envs = tuple_(job.org_id, job.app_name, job.env_name).in_(bindparam("keys", expanding=True))
+    ranked = (
+        select(
+            job.org_id,
+            job.app_name,
+            job.env_name,
+            job.artifacts,
+            job.ended_at,
+            ChangeOrder.sn,
+            ChangeOrder.version,
+            func.row_number()
+            .over(partition_by=[job.org_id, job.app_name, job.env_name], order_by=_newest_first(job))
+            .label("rank"),
+        )
+        .join(ChangeOrder, ChangeOrder.id == job.change_order_id)
+        .where(job.state == SUCCESS)
+        .where(of_those_envs)
+        .subquery()
+    )
+    return select(ranked).where(ranked.c.rank == 1)
 
 
 def current_deployment(conn: Connection, org_id: str, app_name: str, env_name: str) -> DeploymentOut | None:

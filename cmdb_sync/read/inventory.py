@@ -22,7 +22,6 @@ from cmdb_sync.read.deployments import current_deployment, current_deployments, 
 from cmdb_sync.read.pagination import paginate
 from cmdb_sync.read.views import (
     AppOut,
-    DeploymentOut,
     EnvOut,
     OrchestrationOut,
     Page,
@@ -71,10 +70,6 @@ def get_app(session: Session, name: str, *, org_id: str | None, include_deleted:
 # --- envs ----------------------------------------------------------------------------------------
 
 
-def env_out(env: Env, deleted_at: datetime | None, deployment: DeploymentOut | None) -> EnvOut:
-    return versioned_out(EnvOut, env, deleted_at=deleted_at, current_deployment=deployment)
-
-
 def _owned_select(model: Any, include_deleted: bool, *children: Any) -> Select[Any]:
     """Rows of an app-owned kind with their effective deletion time, children loaded in one query
     each; tombstoned ones (by their own delete or their app's) left out unless asked for."""
@@ -88,15 +83,49 @@ def _owned_select(model: Any, include_deleted: bool, *children: Any) -> Select[A
 
 
 def _env_select(include_deleted: bool) -> Select[Any]:
-    return _owned_select(Env, include_deleted, Env.labels, Env.profiles)
+    """Env rows (columns, not ORM objects) with their effective deletion time."""
+    stmt = select(*Env.__table__.c, effective_deleted_at(Env).label("effective_deleted_at")).join(App, owned_by(Env))
+    return stmt if include_deleted else stmt.where(visible(Env))
 
 
 def _envs_page(session: Session, stmt: Select[Any], keys: list[Any], window: Window) -> Page[EnvOut]:
+    """A page of envs in four queries whatever its length: the envs, their labels, their
+    profiles, their current deployments."""
     rows, next_cursor = paginate(session, stmt, keys, limit=window.limit, cursor=window.cursor)
-    envs = [row[0] for row in rows]
-    deployments = current_deployments(session, envs)
-    items = [env_out(row[0], row[1], deployments.get(row[0].id)) for row in rows]
+    conn = session.connection()
+    ids = [row.id for row in rows]
+    labels, profiles = _children_by_env(conn, EnvLabel, ids), _children_by_env(conn, EnvProfile, ids)
+    deployments = current_deployments(session, rows)
+    items = [
+        versioned_out(
+            EnvOut,
+            row,
+            deleted_at=row.effective_deleted_at,
+            labels=labels.get(row.id, []),
+            profiles=profiles.get(row.id, []),
+            current_deployment=deployments.get(row.id),
+        )
+        for row in rows
+    ]
     return Page(items=items, next_cursor=next_cursor)
+
+
+def _children_by_env(conn: Any, model: Any, env_ids: list[int]) -> dict[int, list[Any]]:
+    found: dict[int, list[Any]] = {}
+    if env_ids:
+        for row in conn.execute(_children_of_envs_statement(model), {"env_ids": env_ids}).mappings():
+            found.setdefault(row["env_id"], []).append(row)
+    return found
+
+
+@cache
+def _children_of_envs_statement(model: Any) -> Select[Any]:
+    table = model.__table__
+    return (
+        select(table)
+        .where(table.c.env_id.in_(bindparam("env_ids", expanding=True)))
+        .order_by(table.c.env_id, table.c.position)
+    )
 
 
 def list_app_envs(session: Session, app_name: str, window: Window, *, org_id: str | None) -> Page[EnvOut]:
