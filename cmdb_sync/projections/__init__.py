@@ -1,8 +1,8 @@
 """The registry of projected kinds.
 
-Adding a kind is: its module here (attribute model in ``events``, ``apply``, and its
-``PROJECTION`` with the facts the rest of cmdb-sync reads: tables, actions, where the app is
-named), its tables in ``models`` and one migration, its tests, and one line in ``PROJECTIONS``
+Adding a kind is: its module here (attribute model in ``events``, a pure ``snapshot`` of an
+event, and its ``PROJECTION`` with the facts the rest of cmdb-sync reads: tables, actions, where
+the app is named), its tables in ``models`` and one migration, its tests, and one line in ``PROJECTIONS``
 below. Rebuilds, metrics, archive import, backfill and the test helpers derive what they need
 from the registry. The README's "Adding an event kind" says the same for a newcomer.
 """
