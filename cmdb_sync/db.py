@@ -106,6 +106,20 @@ class Database:
         self.dispose()
 
 
+# SQLSTATE classes that blame the data sent, not the database: 22 data exception (a value out of
+# range, bad encoding), 54 program limit exceeded (an index entry too large for a long name).
+DATA_ERROR_CLASSES = frozenset({"22", "54"})
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """Whether the database refused a statement because of a value in it: permanent, so the
+    event that carried it fails, and it is never answered as the transient 503. Encoding errors
+    raised before the statement reaches the database count too."""
+    orig = getattr(exc, "orig", None) or exc
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    return sqlstate[:2] in DATA_ERROR_CLASSES or isinstance(orig, UnicodeError)
+
+
 def describe_error(exc: SQLAlchemyError) -> str:
     """The first line of what the driver said: enough for an operator, without the SQL and traceback."""
     orig = getattr(exc, "orig", None)

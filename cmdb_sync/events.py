@@ -8,6 +8,7 @@ delivery whose attributes do not fit is still journaled, as ``failed``.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -92,6 +93,50 @@ def _may_hold_nul(raw: bytes | str) -> bool:
     return b"\\u0000" in raw or b"\x00" in raw
 
 
+# Rules of acceptance beyond JSON itself (README, "Receiving"): the envelope's names fit an index
+# entry, and a body is Unicode text nested no deeper than a real AppStack payload ever is.
+MAX_NAME_CHARS = 256
+MAX_DEPTH = 64
+_SURROGATE_TEXT = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
+_SURROGATE_BYTES = re.compile(rb"\xed[\xa0-\xbf]|\\u[dD][89a-fA-F]")
+
+
+def _not_unicode(raw: bytes | str, body: Any) -> bool:
+    """Whether the body holds a lone surrogate (sent as bytes ED A0..BF or as an escape ``\\ud800``),
+    which is not Unicode and which no database can store. Pairs (an emoji) are fine."""
+    pattern = _SURROGATE_TEXT if isinstance(raw, str) else _SURROGATE_BYTES
+    if not pattern.search(raw):  # type: ignore[arg-type]
+        return False
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _too_deep(raw: bytes | str, body: Any) -> bool:
+    opening = raw.count("[") + raw.count("{") if isinstance(raw, str) else raw.count(b"[") + raw.count(b"{")
+    if opening < MAX_DEPTH:
+        return False
+    stack = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, dict | list))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, dict | list))
+    return False
+
+
+def _name(value: str | None, field: str) -> str | None:
+    if value is not None and len(value) > MAX_NAME_CHARS:
+        msg = f"{field}: longer than {MAX_NAME_CHARS} characters"
+        raise BadDelivery(msg, field=field)
+    return value
+
+
 def parse_envelope(headers: dict[str, str], raw: bytes | str) -> tuple[Envelope, Any]:
     """Validate a delivery enough to journal it; raise BadDelivery (400) naming the field otherwise.
 
@@ -99,11 +144,20 @@ def parse_envelope(headers: dict[str, str], raw: bytes | str) -> tuple[Envelope,
     """
     try:
         body = json.loads(raw)
+    except RecursionError:
+        msg = f"body: nested deeper than {MAX_DEPTH} levels"
+        raise BadDelivery(msg, field="body") from None
     except (ValueError, UnicodeDecodeError) as exc:
         msg = f"body: not valid JSON ({exc})"
         raise BadDelivery(msg, field="body") from None
     if not isinstance(body, dict):
         msg = f"body: must be a JSON object, got {type(body).__name__}"
+        raise BadDelivery(msg, field="body")
+    if _not_unicode(raw, body):
+        msg = "body: holds a lone surrogate (\\ud800-\\udfff without its pair), which is not Unicode text"
+        raise BadDelivery(msg, field="body")
+    if _too_deep(raw, body):
+        msg = f"body: nested deeper than {MAX_DEPTH} levels"
         raise BadDelivery(msg, field="body")
     event_id = body.get("id")
     if isinstance(event_id, int) and not isinstance(event_id, bool):
@@ -130,12 +184,12 @@ def parse_envelope(headers: dict[str, str], raw: bytes | str) -> tuple[Envelope,
     if _may_hold_nul(raw):
         body = scrub_nul(body)
     envelope = Envelope(
-        id=scrub_nul(event_id),
-        kind=scrub_nul(kind),
-        action=scrub_nul(header(headers, "X-AppStack-Action")),
-        app=scrub_nul(header(headers, "X-AppStack-App")),
-        org_id=_optional_text(body, "orgId"),
-        actor_id=scrub_nul(actor),
+        id=_name(scrub_nul(event_id), "id"),  # type: ignore[arg-type]
+        kind=_name(scrub_nul(kind), "objectKind"),  # type: ignore[arg-type]
+        action=_name(scrub_nul(header(headers, "X-AppStack-Action")), "X-AppStack-Action"),
+        app=_name(scrub_nul(header(headers, "X-AppStack-App")), "X-AppStack-App"),
+        org_id=_name(_optional_text(body, "orgId"), "orgId"),
+        actor_id=_name(scrub_nul(actor), "user.id"),
         time=time,
         time_error=time_error,
         attributes=body.get("objectAttributes"),

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from cmdb_sync.errors import DatabaseUnavailable
+from cmdb_sync.errors import CmdbSyncError, DatabaseUnavailable
 from cmdb_sync.ingest import Delivery, IngestResult, ingest_batch
 
 log = logging.getLogger(__name__)
@@ -102,9 +102,9 @@ class GroupCommitWriter:
     def _write(self, batch: list[_Waiting]) -> None:
         try:
             outcomes: list[Any] = ingest_batch(self.engine, [waiting.delivery for waiting in batch])
-        except Exception as exc:  # never leave a request waiting forever
+        except Exception:  # a bug: say so (500), and never leave a request waiting forever
             log.exception("a batch of %d deliveries could not be written", len(batch))
-            outcomes = [DatabaseUnavailable(f"database unavailable: {type(exc).__name__}")] * len(batch)
+            outcomes = [CmdbSyncError("unexpected error; it was logged")] * len(batch)
         self.batches += 1
         self.delivered += len(batch)
         for waiting, outcome in zip(batch, outcomes, strict=True):

@@ -21,12 +21,12 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cmdb_sync.db import describe_error, write_lock
-from cmdb_sync.errors import BadDelivery, DatabaseUnavailable
+from cmdb_sync.db import describe_error, is_data_error, write_lock
+from cmdb_sync.errors import BadDelivery, CmdbSyncError, DatabaseUnavailable
 from cmdb_sync.events import Envelope, parse_envelope, scrub_nul
 from cmdb_sync.models import Event
 from cmdb_sync.projections import bulk
-from cmdb_sync.projections.batch import Outcome, project, project_isolated
+from cmdb_sync.projections.batch import MAX_ERROR_CHARS, Outcome, project, project_isolated
 from cmdb_sync.status import Status
 from cmdb_sync.times import now_utc
 
@@ -67,7 +67,11 @@ def decode_body(raw: bytes | str) -> str:
     """The body as text, for the journal: parse-able JSON is UTF-8, -16 or -32, never anything else."""
     if isinstance(raw, str):
         return raw
-    return raw.decode(json.detect_encoding(raw))
+    try:
+        return raw.decode(json.detect_encoding(raw))
+    except UnicodeDecodeError as exc:
+        msg = f"body: not valid {exc.encoding} text at byte {exc.start}"
+        raise BadDelivery(msg, field="body") from None
 
 
 def engine_of(sessions: sessionmaker[Session] | Engine) -> Engine:
@@ -99,16 +103,15 @@ def ingest_batch(
     for index, delivery in enumerate(deliveries):
         try:
             envelope, _ = parse_envelope(dict(delivery.headers), delivery.raw)
+            journal.append((index, envelope, _journal_row(envelope, delivery)))
         except BadDelivery as exc:
             results[index] = exc
-            continue
-        journal.append((index, envelope, _journal_row(envelope, delivery)))
     if not journal:
         return results
     try:
         outcomes = _with_retries(engine, journal)
-    except DatabaseUnavailable as exc:
-        if len(journal) == 1 or exc.connection_lost:
+    except (DatabaseUnavailable, BadDelivery) as exc:
+        if len(journal) == 1 or getattr(exc, "connection_lost", False):
             for index, _, _ in journal:
                 results[index] = exc
             return results
@@ -117,7 +120,7 @@ def ingest_batch(
         for entry in journal:
             try:
                 outcomes.update(_with_retries(engine, [entry]))
-            except DatabaseUnavailable as alone:
+            except (DatabaseUnavailable, BadDelivery) as alone:
                 results[entry[0]] = alone
     for index, envelope, _ in journal:
         if index in outcomes:
@@ -126,8 +129,17 @@ def ingest_batch(
     return results
 
 
-def _unavailable(exc: SQLAlchemyError) -> DatabaseUnavailable:
-    error = DatabaseUnavailable(f"database unavailable: {describe_error(exc)}")
+UNAVAILABLE = "database unavailable: the delivery was not stored; send it again later"
+
+
+def _unavailable(exc: SQLAlchemyError) -> CmdbSyncError:
+    """What a failed write tells the sender: a 400 when the database refused the delivery's own
+    data (sending it again cannot help), else a 503 that says only what to do; the driver's words
+    go to the log, never to the sender."""
+    if is_data_error(exc):
+        return BadDelivery(f"refused by the database: {describe_error(exc)}"[:MAX_ERROR_CHARS], field="body")
+    log.warning("database unavailable: %s", describe_error(exc))
+    error = DatabaseUnavailable(UNAVAILABLE)
     error.connection_lost = bool(getattr(exc, "connection_invalidated", False))
     return error
 

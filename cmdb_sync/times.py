@@ -66,6 +66,10 @@ def parse_event_time(value: object) -> datetime:
         if parsed.tzinfo is None:
             msg = f"time: {value!r} has no UTC offset"
             raise ValueError(msg)
-        return truncate_ms(parsed.astimezone(UTC))
+        try:
+            return truncate_ms(parsed.astimezone(UTC))
+        except OverflowError:
+            msg = f"time: {value!r} is out of range once converted to UTC"
+            raise ValueError(msg) from None
     msg = f"time: must be epoch milliseconds or ISO-8601 with an offset, got {type(value).__name__}"
     raise ValueError(msg)

@@ -26,10 +26,11 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, or_, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
+from cmdb_sync.db import is_data_error
 from cmdb_sync.errors import ProjectionError
-from cmdb_sync.events import Envelope
+from cmdb_sync.events import MAX_NAME_CHARS, Envelope
 from cmdb_sync.models import App
 from cmdb_sync.projections import PROJECTIONS, REGISTRY, bulk
 from cmdb_sync.projections.common import CHILDREN, Children, Projection, Snapshot
@@ -63,12 +64,26 @@ def snapshot_of(envelope: Envelope) -> Snapshot | Outcome:
     if projection is None or envelope.action not in projection.actions:
         return Status.UNSUPPORTED, None
     try:
-        return projection.snapshot(envelope)
+        snapshot = projection.snapshot(envelope)
+        _check_names(projection, snapshot)
+        return snapshot
     except ProjectionError as exc:
         return Status.FAILED, str(exc)[:MAX_ERROR_CHARS]
     except Exception as exc:  # a projection bug must not lose the event: it is kept as failed
         log.exception("projection of event %s failed", envelope.id)
         return Status.FAILED, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+
+
+def _check_names(projection: Projection, snapshot: Snapshot) -> None:
+    """The names that identify an object (and its app) fit an index entry on every database: a
+    longer one fails its event, the same way everywhere (README, "Receiving")."""
+    named = [(column, snapshot.values[column]) for column in projection.identity]
+    if snapshot.app is not None:
+        named.append(("app", snapshot.app[1]))
+    for column, value in named:
+        if isinstance(value, str) and len(value) > MAX_NAME_CHARS:
+            msg = f"{column}: longer than {MAX_NAME_CHARS} characters"
+            raise ProjectionError(msg)
 
 
 def project(conn: Connection, envelopes: Sequence[Envelope]) -> list[Outcome]:
@@ -94,16 +109,17 @@ def project(conn: Connection, envelopes: Sequence[Envelope]) -> list[Outcome]:
 
 
 def project_isolated(conn: Connection, envelopes: Sequence[Envelope]) -> list[Outcome]:
-    """``project``, but a database error caused by one event's data fails that event alone: the
-    batch is tried in a savepoint, and after an error each event is tried in its own."""
+    """``project``, but an error caused by one event's data fails that event alone: the batch is
+    tried in a savepoint, and after an error each event is tried in its own. An outage (the
+    connection lost, the database down) is nobody's data: it propagates."""
     try:
         with conn.begin_nested():
             return project(conn, envelopes)
-    except OperationalError:
-        raise
-    except Exception:
+    except Exception as exc:
+        if _is_outage(exc):
+            raise
         if len(envelopes) == 1:
-            return [_failed_by_database(conn, envelopes[0])]
+            return [_refused(envelopes[0], exc)]
         log.info("a batch of %d events failed as a whole; projecting them one by one", len(envelopes))
     return [_project_one(conn, envelope) for envelope in envelopes]
 
@@ -112,25 +128,22 @@ def _project_one(conn: Connection, envelope: Envelope) -> Outcome:
     try:
         with conn.begin_nested():
             return project(conn, [envelope])[0]
-    except OperationalError:
-        raise
-    except Exception:
-        return _failed_by_database(conn, envelope)
-
-
-def _failed_by_database(conn: Connection, envelope: Envelope) -> Outcome:
-    try:
-        with conn.begin_nested():
-            project(conn, [envelope])
-    except OperationalError:
-        raise
     except Exception as exc:
-        orig = getattr(exc, "orig", None) or exc
-        lines = str(orig).strip().splitlines()
-        detail = lines[0] if lines else type(exc).__name__
-        log.info("event %s refused by the database: %s", envelope.id, detail)
-        return Status.FAILED, f"refused by the database: {detail}"[:MAX_ERROR_CHARS]
-    raise AssertionError("a projection that failed in a batch succeeded alone")  # pragma: no cover
+        if _is_outage(exc):
+            raise
+        return _refused(envelope, exc)
+
+
+def _is_outage(exc: Exception) -> bool:
+    return isinstance(exc, OperationalError | InterfaceError) and not is_data_error(exc)
+
+
+def _refused(envelope: Envelope, exc: Exception) -> Outcome:
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    detail = lines[0] if lines else type(exc).__name__
+    log.info("event %s refused by the database: %s", envelope.id, detail)
+    return Status.FAILED, f"refused by the database: {detail}"[:MAX_ERROR_CHARS]
 
 
 # --- one kind ------------------------------------------------------------------------------------

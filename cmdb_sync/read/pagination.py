@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, bindparam, tuple_
@@ -40,16 +40,32 @@ def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, width: int) -> list[Any]:
+def decode_cursor(cursor: str, keys: Sequence[ColumnElement[Any]]) -> list[Any]:
+    """The sort key a cursor holds, each value of its key's type; anything else is a 400."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(values, list) or len(values) != width:
+        if not isinstance(values, list) or len(values) != len(keys):
             raise ValueError
-        return [_decode_value(v) for v in values]
-    except (ValueError, binascii.Error, UnicodeDecodeError, TypeError):
+        decoded = [_decode_value(v) for v in values]
+        if not all(_fits(value, key) for value, key in zip(decoded, keys, strict=True)):
+            raise ValueError
+        return decoded
+    except (ValueError, binascii.Error, UnicodeError, TypeError, RecursionError, OverflowError):
         msg = "cursor: not a cursor this list gave out"
         raise BadRequest(msg, field="cursor") from None
+
+
+def _fits(value: Any, key: ColumnElement[Any]) -> bool:
+    """Whether a cursor value can be compared with its key: the key's Python type, text that is
+    Unicode, a time with its offset that stays in range in UTC."""
+    expected = key.type.python_type
+    if isinstance(value, str):
+        value.encode("utf-8")  # UnicodeEncodeError on a lone surrogate
+    if isinstance(value, datetime):
+        value.astimezone(UTC)  # OverflowError at the edges of time
+        return expected is datetime and value.tzinfo is not None
+    return isinstance(value, expected) and not isinstance(value, bool)
 
 
 def paginate(
@@ -64,7 +80,7 @@ def paginate(
     """One page of ``stmt`` ordered by ``keys`` (all ascending, or all descending)."""
     labels = [f"_page_key_{i}" for i in range(len(keys))]
     if cursor is not None:
-        after = decode_cursor(cursor, len(keys))
+        after = decode_cursor(cursor, keys)
         bound = tuple_(*(bindparam(None, value, type_=key.type) for key, value in zip(keys, after, strict=True)))
         stmt = stmt.where(tuple_(*keys) < bound if descending else tuple_(*keys) > bound)
     order = [key.desc() if descending else key.asc() for key in keys]

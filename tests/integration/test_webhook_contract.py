@@ -200,6 +200,9 @@ def test_database_unavailable_is_503_with_retry_after(databases) -> None:
         response = post_delivery(client, app_event("Create", 1000))
         assert_problem(response, 503, mentions="database unavailable")
         assert response.headers["retry-after"] == "5"
+        # what to do, and nothing of the database's name, address or the driver's words
+        assert "send it again later" in response.json()["detail"]
+        assert not any(leak in response.text for leak in ("nowhere", "127.0.0.1", "connection", "psycopg"))
         readiness = client.get("/readyz")
         assert readiness.status_code == 503
 
