@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from cmdb_sync.db import Database, describe_error
 from cmdb_sync.progress import ProgressReporter, reporting
 from cmdb_sync.settings import ConfigError, Settings, load_settings
 from cmdb_sync.status import Status
+from cmdb_sync.supervision import SUPERVISOR_ENV
 from cmdb_sync.times import as_utc
 
 
@@ -77,6 +79,7 @@ def serve(host: str, port: int, workers: int, run_migrations: bool) -> None:
     newest migration stops the start, unless --migrate.
     """
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
     from granian.server import Server
 
     settings = _settings()
@@ -91,6 +94,9 @@ def serve(host: str, port: int, workers: int, run_migrations: bool) -> None:
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # before prometheus_client is first imported: it picks its value store at import
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cmdb-sync-metrics-")
+    _refuse_a_taken_port(host, port)
+    # the workers exit if this process dies (app.watch_parent), instead of serving on unsupervised
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
     click.echo(f"cmdb-sync listening on http://{host}:{port} ({workers} worker(s))", err=True)
     Server(
         "cmdb_sync.app:app_factory",
@@ -100,7 +106,23 @@ def serve(host: str, port: int, workers: int, run_migrations: bool) -> None:
         port=port,
         workers=workers,
         log_access=False,
+        respawn_failed_workers=True,  # a worker that dies is replaced; the others go on answering
+        workers_max_rss=settings.worker_max_rss_mib,
+        http1_settings=HTTP1Settings(header_read_timeout=settings.header_timeout_seconds * 1000),
     ).serve()
+
+
+def _refuse_a_taken_port(host: str, port: int) -> None:
+    """The server's workers share their port (SO_REUSEPORT), so a second serve on a port already
+    served would start beside the first and split its traffic: refuse, as any server would."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            msg = f"cannot listen on {host}:{port}: {exc.strerror} (is another cmdb-sync serve running there?)"
+            raise click.ClickException(msg) from None
 
 
 @main.group()

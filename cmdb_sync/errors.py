@@ -50,6 +50,11 @@ class Ambiguous(CmdbSyncError):
     title = "Ambiguous name"
 
 
+class RequestTimeout(CmdbSyncError):
+    status_code = 408
+    title = "Request timeout"
+
+
 class PayloadTooLarge(CmdbSyncError):
     status_code = 413
     title = "Payload too large"

@@ -56,6 +56,18 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(10, gt=0, description="CMDB_SYNC_DB_POOL_SIZE: connections per process.")
     log_level: str = Field("INFO", description="CMDB_SYNC_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.")
+    header_timeout_seconds: int = Field(
+        10, gt=0, description="CMDB_SYNC_HEADER_TIMEOUT_SECONDS: a client must send its request headers within this."
+    )
+    body_timeout_seconds: int = Field(
+        30, gt=0, description="CMDB_SYNC_BODY_TIMEOUT_SECONDS: a webhook body must arrive within this (else 408)."
+    )
+    worker_max_rss_mib: int = Field(
+        512,
+        gt=0,
+        description="CMDB_SYNC_WORKER_MAX_RSS_MIB: a server worker whose memory stays above this is replaced "
+        "(gracefully, checked every 30 s).",
+    )
 
     @field_validator("webhook_tokens", "api_tokens", "api_admin_tokens", mode="before")
     @classmethod

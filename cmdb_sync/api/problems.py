@@ -79,6 +79,7 @@ def problem_responses(*statuses: int) -> dict[int, Any]:
         401: "Missing or wrong token",
         403: "The token may not do this",
         404: "No such object",
+        408: "The body did not arrive in time",
         409: "The name exists in several orgs: pass org_id",
         413: "Body too large",
         503: "Database unavailable; retry later",

@@ -10,6 +10,7 @@ from cmdb_sync.db import Database
 from cmdb_sync.group_commit import GroupCommitWriter
 from cmdb_sync.metrics import Metrics
 from cmdb_sync.settings import Settings
+from cmdb_sync.supervision import watch_parent
 
 
 @dataclass
@@ -25,6 +26,7 @@ class ServerState:
         return cls(settings, database, Metrics(), GroupCommitWriter(database.engine))
 
     def start(self) -> None:
+        watch_parent()
         self.writer.start()
 
     def stop(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Literal
 
+import anyio
 from litestar import Request, Response, post
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.datastructures import ResponseSpec
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 from cmdb_sync.api.auth import ACCESS, PUBLIC, token_accepted
 from cmdb_sync.api.problems import problem_responses
 from cmdb_sync.api.state import ServerState, server_state
-from cmdb_sync.errors import BadDelivery, DatabaseUnavailable, PayloadTooLarge, Unauthorized
+from cmdb_sync.errors import BadDelivery, DatabaseUnavailable, PayloadTooLarge, RequestTimeout, Unauthorized
 from cmdb_sync.events import header
 from cmdb_sync.ingest import Delivery, IngestResult
 from cmdb_sync.times import now_utc
@@ -60,7 +61,7 @@ def acknowledge(result: IngestResult) -> Response[WebhookAck]:
     opt={ACCESS: PUBLIC},  # not the bearer tokens of the API: X-AppStack-Token, checked below
     responses={
         202: ResponseSpec(data_container=WebhookAck, description="Journaled, not projected: unsupported or failed"),
-        **problem_responses(400, 401, 413, 503),
+        **problem_responses(400, 401, 408, 413, 503),
     },
 )
 async def receive_webhook(request: Request) -> Response[WebhookAck]:
@@ -68,7 +69,12 @@ async def receive_webhook(request: Request) -> Response[WebhookAck]:
     headers = dict(request.headers)
     authenticate(state, headers)
     try:
-        raw = await request.body()
+        with anyio.fail_after(state.settings.body_timeout_seconds):
+            raw = await request.body()
+    except TimeoutError:
+        state.metrics.reject("body_timeout")
+        msg = f"body: not received within {state.settings.body_timeout_seconds} s (CMDB_SYNC_BODY_TIMEOUT_SECONDS)"
+        raise RequestTimeout(msg) from None
     except RequestEntityTooLarge:
         state.metrics.reject("too_large")
         msg = f"body: larger than the {state.settings.max_body_bytes} bytes accepted (CMDB_SYNC_MAX_BODY_BYTES)"

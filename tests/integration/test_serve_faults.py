@@ -1,0 +1,173 @@
+"""Faults of the server process itself, on a real ``cmdb-sync serve``: a dead worker is replaced,
+workers do not outlive their parent, a taken port is refused, slow clients are cut off.
+
+Run alone: ``.venv/bin/pytest -m faults``. Each test starts its own server on a free loopback port
+with a SQLite file of its own, and stops it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import WEBHOOK_TOKEN
+
+pytestmark = pytest.mark.faults
+
+CMDB_SYNC = str(Path(sys.executable).parent / "cmdb-sync")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, seconds: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
+def answers(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@contextmanager
+def serving(tmp_path: Path, *, workers: int = 2, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes], int]]:
+    port = free_port()
+    environment = {
+        **os.environ,
+        "CMDB_SYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'faults.db'}",
+        "CMDB_SYNC_WEBHOOK_TOKENS": WEBHOOK_TOKEN,
+        "CMDB_SYNC_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    process = subprocess.Popen(
+        [CMDB_SYNC, "serve", "--port", str(port), "--workers", str(workers)],
+        env=environment,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: answers(base), 30, "the server answers")
+        yield base, process, port
+    finally:
+        for child in psutil.Process(process.pid).children(recursive=True) if process.poll() is None else []:
+            child.kill()
+        process.kill()
+        process.wait(timeout=10)
+
+
+def workers_of(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    return [
+        child
+        for child in psutil.Process(process.pid).children(recursive=True)
+        if "python" in child.name() or child.cmdline()
+    ]
+
+
+def test_a_killed_worker_is_replaced_while_the_others_answer(tmp_path) -> None:
+    with serving(tmp_path, workers=2) as (base, process, _):
+        before = wait_for(lambda: workers_of(process) if len(workers_of(process)) >= 2 else None, 10, "two workers")
+        victim = before[0]
+        victim.send_signal(signal.SIGKILL)
+        served = sum(answers(base) for _ in range(20))
+        assert served == 20  # the other worker goes on answering meanwhile
+        pids = {p.pid for p in before}
+        wait_for(lambda: len([w for w in workers_of(process) if w.pid not in pids]) >= 1, 20, "a new worker")
+        assert process.poll() is None
+        assert answers(base)
+
+
+def test_workers_exit_when_serve_is_killed(tmp_path) -> None:
+    with serving(tmp_path, workers=2) as (base, process, port):
+        workers = wait_for(lambda: workers_of(process) if len(workers_of(process)) >= 2 else None, 10, "two workers")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=5)
+        wait_for(
+            lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), 10, "workers exit"
+        )
+        assert not answers(base)
+
+
+def test_serve_refuses_a_port_that_is_taken(tmp_path) -> None:
+    with serving(tmp_path, workers=1) as (base, _, port):
+        second = subprocess.run(
+            [CMDB_SYNC, "serve", "--port", str(port)],
+            env={
+                **os.environ,
+                "CMDB_SYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'other.db'}",
+                "CMDB_SYNC_WEBHOOK_TOKENS": "x",
+            },
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode != 0
+        assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
+        assert answers(base)
+
+
+def test_headers_sent_a_byte_at_a_time_are_cut_off(tmp_path) -> None:
+    with serving(tmp_path, workers=1, CMDB_SYNC_HEADER_TIMEOUT_SECONDS="1") as (_, _, port):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            started = time.monotonic()
+            closed = False
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 30:
+                try:
+                    slow.sendall(bytes([byte]))
+                    time.sleep(0.2)
+                    slow.settimeout(0.01)
+                    if slow.recv(1024) == b"":
+                        closed = True
+                        break
+                except TimeoutError:
+                    continue
+                except OSError:
+                    closed = True
+                    break
+                finally:
+                    slow.settimeout(10)
+            assert closed, "the connection stayed open"
+            assert time.monotonic() - started < 5
+
+
+def test_a_body_sent_too_slowly_answers_408(tmp_path) -> None:
+    with serving(tmp_path, workers=1, CMDB_SYNC_BODY_TIMEOUT_SECONDS="1") as (_, _, port):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            head = (
+                "POST /webhooks/appstack HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"X-AppStack-Token: {WEBHOOK_TOKEN}\r\nContent-Length: 100\r\n\r\n"
+            )
+            slow.sendall(head.encode() + b'{"id":')
+            started = time.monotonic()
+            answer = b""
+            while b"\r\n\r\n" not in answer and time.monotonic() - started < 8:
+                chunk = slow.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"CMDB_SYNC_BODY_TIMEOUT_SECONDS" in answer or b"problem+json" in answer
