@@ -3,16 +3,17 @@ dialect-aware upsert every projection writes through, and a keyset walker for lo
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from sqlalchemy import Engine, Select, Table, bindparam, create_engine, event, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -48,6 +49,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
 
 READ_ONLY = "cmdb_sync_read_only"
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 _SQLITE_WRITERS: dict[str, threading.Lock] = {}
 _SQLITE_WRITERS_GUARD = threading.Lock()
 
@@ -104,6 +107,25 @@ class Database:
 
     def __exit__(self, *exc_info: object) -> None:
         self.dispose()
+
+
+# PostgreSQL serialization failure and deadlock: the transaction is tried again as a whole.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+MAX_ATTEMPTS = 5
+
+
+def retrying(transaction: Callable[[], T]) -> T:
+    """Run ``transaction`` (which opens and commits its own), again when PostgreSQL chose it as
+    the victim of a deadlock or a serialization failure; concurrent writers (the server's, a
+    replay's) touch the same rows in different orders, and one of them must give way."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            return transaction()
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES or attempt == MAX_ATTEMPTS:
+                raise
+            log.info("transaction tried again (%d of %d) after: %s", attempt + 1, MAX_ATTEMPTS, describe_error(exc))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # SQLSTATE classes that blame the data sent, not the database: 22 data exception (a value out of

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy import Connection, Engine, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cmdb_sync.db import describe_error, is_data_error, write_lock
+from cmdb_sync.db import describe_error, is_data_error, retrying, write_lock
 from cmdb_sync.errors import BadDelivery, CmdbSyncError, DatabaseUnavailable
 from cmdb_sync.events import Envelope, parse_envelope, scrub_nul
-from cmdb_sync.models import Event
+from cmdb_sync.models import Event, stored_json
 from cmdb_sync.projections import bulk
 from cmdb_sync.projections.batch import MAX_ERROR_CHARS, Outcome, project, project_isolated
 from cmdb_sync.status import Status
@@ -34,9 +34,6 @@ log = logging.getLogger(__name__)
 
 REDACTED = "[redacted]"
 SECRET_HEADERS = frozenset({"x-appstack-token", "authorization", "cookie", "proxy-authorization"})
-# PostgreSQL serialization failure and deadlock: the transaction is retried as a whole.
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
-MAX_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -46,6 +43,7 @@ class IngestResult:
     error: str | None = None
     kind: str | None = None
     action: str | None = None
+    conflict: bool = False  # a duplicate whose body differs from the one journaled
 
 
 @dataclass(frozen=True)
@@ -109,23 +107,33 @@ def ingest_batch(
     if not journal:
         return results
     try:
-        outcomes = _with_retries(engine, journal)
+        written = _with_retries(engine, journal)
     except (DatabaseUnavailable, BadDelivery) as exc:
         if len(journal) == 1 or getattr(exc, "connection_lost", False):
             for index, _, _ in journal:
                 results[index] = exc
             return results
         log.info("a batch of %d deliveries failed (%s); writing them one by one", len(journal), exc.detail)
-        outcomes = {}
+        written = _Written({}, set())
         for entry in journal:
             try:
-                outcomes.update(_with_retries(engine, [entry]))
-            except (DatabaseUnavailable, BadDelivery) as alone:
-                results[entry[0]] = alone
+                alone = _with_retries(engine, [entry])
+            except (DatabaseUnavailable, BadDelivery) as refused:
+                results[entry[0]] = refused
+                continue
+            written.outcomes.update(alone.outcomes)
+            written.conflicts.update(alone.conflicts)
     for index, envelope, _ in journal:
-        if index in outcomes:
-            status, error = outcomes[index]
-            results[index] = IngestResult(envelope.id, status, error, kind=envelope.kind, action=envelope.action)
+        if index in written.outcomes:
+            status, error = written.outcomes[index]
+            results[index] = IngestResult(
+                envelope.id,
+                status,
+                error,
+                kind=envelope.kind,
+                action=envelope.action,
+                conflict=index in written.conflicts,
+            )
     return results
 
 
@@ -144,50 +152,93 @@ def _unavailable(exc: SQLAlchemyError) -> CmdbSyncError:
     return error
 
 
-def _with_retries(engine: Engine, journal: list[tuple[int, Envelope, dict[str, Any]]]) -> dict[int, Outcome]:
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        try:
-            return _journal_and_project(engine, journal)
-        except DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES and attempt < MAX_ATTEMPTS:
-                log.info("retrying a batch of %d after %s", len(journal), exc.orig)
-                continue
-            raise _unavailable(exc) from exc
-        except SQLAlchemyError as exc:
-            raise _unavailable(exc) from exc
-    raise AssertionError("unreachable")  # pragma: no cover
+def _with_retries(engine: Engine, journal: list[tuple[int, Envelope, dict[str, Any]]]) -> _Written:
+    try:
+        return retrying(lambda: _journal_and_project(engine, journal))
+    except SQLAlchemyError as exc:
+        raise _unavailable(exc) from exc
 
 
-def _journal_and_project(engine: Engine, journal: list[tuple[int, Envelope, dict[str, Any]]]) -> dict[int, Outcome]:
-    """One transaction: project the deliveries never journaled, then journal them with their status.
+# A delivery journaled with one of these statuses was never projected: sent again carrying
+# something else (a body, an action, an app), it is tried again with that, which replaces what
+# was journaled. Sent again unchanged it is a duplicate (an export imported back is a no-op);
+# `replay --failed` retries unchanged ones after a fix.
+TRIED_AGAIN = frozenset({Status.UNSUPPORTED.value, Status.FAILED.value})
 
-    Ids already in the journal are duplicates and are not projected. Two processes receiving one
-    id at once may both project it (the second's write is stale against the first's, and the rest
-    is idempotent); the journal's primary key then keeps one row and the other answers duplicate.
-    Writing each row once, with its final status, spares rewriting it (and its indexes)."""
-    outcomes: dict[int, Outcome] = {index: (Status.DUPLICATE, None) for index, _, _ in journal}
+
+def _journal_and_project(engine: Engine, journal: list[tuple[int, Envelope, dict[str, Any]]]) -> _Written:
+    """One transaction: project the deliveries never projected, then journal them with their status.
+
+    An id journaled as applied or stale is a duplicate and is not projected (a different body is
+    reported as a conflict, never merged); one journaled as unsupported or failed is tried again
+    when it carries something else.
+    Two processes receiving one id at once may both project it (the second's write is stale
+    against the first's, and the rest is idempotent); the journal's primary key then keeps one
+    row and the other answers duplicate. Each row is written once, with its final status."""
+    written = _Written({index: (Status.DUPLICATE, None) for index, _, _ in journal}, set())
     with write_lock(engine), engine.begin() as conn:
         first: dict[str, int] = {}
         for index, envelope, _ in journal:
             first.setdefault(envelope.id, index)
         candidates = [(index, envelope, row) for index, envelope, row in journal if first[envelope.id] == index]
-        journaled = bulk.existing(conn, Event.__table__, "id", [envelope.id for _, envelope, _ in candidates])
-        fresh = [entry for entry in candidates if entry[1].id not in journaled]
-        if not fresh:
-            return outcomes
-        envelopes = [envelope for _, envelope, _ in fresh]
+        held = bulk.journaled(conn, Event.__table__, [envelope.id for _, envelope, _ in candidates])
+        fresh, again = [], []
+        for entry in candidates:
+            index, envelope, row = entry
+            if envelope.id not in held:
+                fresh.append(entry)
+                continue
+            status, body, action, app = held[envelope.id]
+            changed = _differs(body, row["body"]) or (action, app) != (envelope.action, envelope.app)
+            if status in TRIED_AGAIN and changed:
+                again.append(entry)
+            elif status not in TRIED_AGAIN and _differs(body, row["body"]):
+                log.warning(
+                    "conflict: event %s was received before with a different body; the first is kept", envelope.id
+                )
+                written.conflicts.add(index)
+        projecting = fresh + again
+        if not projecting:
+            return written
+        envelopes = [envelope for _, envelope, _ in projecting]
         # alone, a delivery the database refuses is kept as failed; in a batch, it fails the batch,
         # whose deliveries ingest_batch then writes one by one
-        projected = project_isolated(conn, envelopes) if len(fresh) == 1 else project(conn, envelopes)
+        projected = project_isolated(conn, envelopes) if len(projecting) == 1 else project(conn, envelopes)
         rows = [
             {**row, "status": status.value, "error": error}
-            for (_, _, row), (status, error) in zip(fresh, projected, strict=True)
+            for (_, _, row), (status, error) in zip(projecting, projected, strict=True)
         ]
-        inserted = bulk.insert_ignoring_conflicts(conn, Event.__table__, ("id",), rows)
-        for (index, envelope, _), outcome in zip(fresh, projected, strict=True):
-            if envelope.id in inserted:
-                outcomes[index] = outcome
-    return outcomes
+        inserted = bulk.insert_ignoring_conflicts(conn, Event.__table__, ("id",), rows[: len(fresh)])
+        replaced = _replace_journaled(conn, rows[len(fresh) :])
+        for (index, envelope, _), outcome in zip(projecting, projected, strict=True):
+            if envelope.id in inserted or envelope.id in replaced:
+                written.outcomes[index] = outcome
+    return written
+
+
+@dataclass(frozen=True)
+class _Written:
+    outcomes: dict[int, Outcome]
+    conflicts: set[int]
+
+
+def _differs(stored: str, body: str) -> bool:
+    return stored != body and stored_json(stored) != stored_json(body)
+
+
+def _replace_journaled(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+    """Rewrite the journal rows of deliveries tried again, if they are still unprojected."""
+    replaced = set()
+    events = Event.__table__
+    for row in rows:
+        stmt = (
+            update(events)
+            .where(events.c.id == row["id"], events.c.status.in_(TRIED_AGAIN))
+            .values({name: value for name, value in row.items() if name != "id"})
+        )
+        if conn.execute(stmt).rowcount:
+            replaced.add(row["id"])
+    return replaced
 
 
 def record_statuses(conn: Connection, outcomes: Sequence[tuple[str, Outcome]]) -> None:

@@ -38,6 +38,11 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.conflicts = Counter(
+            "cmdb_sync_conflicting_redeliveries",
+            "Deliveries of an id already applied or stale whose body differs from the one journaled (the first is kept)",
+            registry=self.registry,
+        )
         self.ingest_seconds = Histogram(
             "cmdb_sync_ingest_seconds",
             "Time to journal and project one delivery",
@@ -47,6 +52,9 @@ class Metrics:
 
     def delivered(self, kind: str | None, action: str | None, status: str) -> None:
         self.deliveries.labels(_bounded(kind, KNOWN_KINDS), _bounded(action, KNOWN_ACTIONS), status).inc()
+
+    def conflict(self) -> None:
+        self.conflicts.inc()
 
     def reject(self, reason: str) -> None:
         self.rejected.labels(reason).inc()

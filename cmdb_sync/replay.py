@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cmdb_sync.db import keyset_batches, write_lock
+from cmdb_sync.db import keyset_batches, retrying, write_lock
 from cmdb_sync.errors import BadDelivery
 from cmdb_sync.events import parse_envelope
 from cmdb_sync.ingest import engine_of, record_statuses
@@ -64,9 +64,13 @@ def _batches(session_factory: sessionmaker[Session], selection: Selection, batch
 
 def empty_projections(session_factory: sessionmaker[Session]) -> None:
     """Delete every projected row (children first) in one transaction; the journal stays."""
-    with session_factory() as session, session.begin():
-        for table in projection_tables():
-            session.execute(delete(table))
+
+    def empty() -> None:
+        with session_factory() as session, session.begin():
+            for table in projection_tables():
+                session.execute(delete(table))
+
+    retrying(empty)
 
 
 def replay(
@@ -97,8 +101,12 @@ def _replay_batch(session_factory: sessionmaker[Session], batch: list[Any]) -> l
         else:
             envelopes.append(envelope)
     engine = engine_of(session_factory)
-    with write_lock(engine), engine.begin() as conn:
-        for envelope, outcome in zip(envelopes, project_isolated(conn, envelopes), strict=True):
-            outcomes[envelope.id] = outcome
-        record_statuses(conn, list(outcomes.items()))
+
+    def write() -> None:
+        with write_lock(engine), engine.begin() as conn:
+            for envelope, outcome in zip(envelopes, project_isolated(conn, envelopes), strict=True):
+                outcomes[envelope.id] = outcome
+            record_statuses(conn, list(outcomes.items()))
+
+    retrying(write)
     return [outcomes[event.id][0] for event in batch]

@@ -90,4 +90,6 @@ async def receive_webhook(request: Request) -> Response[WebhookAck]:
         raise
     state.metrics.ingest_seconds.observe(perf_counter() - started)
     state.metrics.delivered(result.kind, result.action, result.status)
+    if result.conflict:
+        state.metrics.conflict()
     return acknowledge(result)

@@ -101,19 +101,19 @@ def _pg_held_sql(table: Table, identity: tuple[str, ...]) -> str:
     )
 
 
-def existing(conn: Connection, table: Table, column: str, values: Sequence[Any]) -> set[Any]:
-    """Which of ``values`` ``column`` holds."""
-    if not values:
-        return set()
+def journaled(
+    conn: Connection, events: Table, ids: Sequence[str]
+) -> dict[str, tuple[str, str, str | None, str | None]]:
+    """``(status, body, action, app)`` of each of ``ids`` the journal holds."""
+    if not ids:
+        return {}
     if conn.dialect.name == "postgresql":
-        sql = f'SELECT "{column}" FROM "{table.name}" WHERE "{column}" = ANY(%(v)b::{_pg_type(table, column)}[])'
-        return set(conn.exec_driver_sql(sql, {"v": list(values)}).scalars())
-    found: set[Any] = set()
-    for start in range(0, len(values), 500):
-        found.update(
-            conn.execute(select(table.c[column]).where(table.c[column].in_(values[start : start + 500]))).scalars()
-        )
-    return found
+        sql = 'SELECT id, status, body, action, app FROM "events" WHERE id = ANY(%(v)b::varchar[])'
+        rows = conn.exec_driver_sql(sql, {"v": list(ids)})
+    else:
+        columns = (events.c.id, events.c.status, events.c.body, events.c.action, events.c.app)
+        rows = conn.execute(select(*columns).where(events.c.id.in_(ids)))
+    return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
 
 
 # --- guarded upsert ------------------------------------------------------------------------------

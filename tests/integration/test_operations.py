@@ -264,15 +264,19 @@ def test_rebuild_while_deliveries_arrive_converges(engine, session_factory) -> N
     for event in before:
         ingest(session_factory, event["headers"], raw(event))
 
+    rebuilt = []
+
     def rebuild() -> None:
         with reporting("rebuild", stream=io.StringIO()) as reporter:
             replay(session_factory, Selection(), reporter, rebuild=True, batch_size=4)
+        rebuilt.append(True)
 
     worker = threading.Thread(target=rebuild)
     worker.start()
     for event in during:
         ingest(session_factory, event["headers"], raw(event))
     worker.join()
+    assert rebuilt == [True], "the rebuild did not finish"
     concurrent_result = dump_state(engine)
 
     _empty_all_tables(engine)
