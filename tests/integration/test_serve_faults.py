@@ -7,6 +7,7 @@ with a SQLite file of its own, and stops it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -174,3 +175,108 @@ def test_a_body_sent_too_slowly_answers_408(tmp_path) -> None:
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert b"CMDB_SYNC_BODY_TIMEOUT_SECONDS" in answer or b"problem+json" in answer
+
+
+# --- kill -9 under load ------------------------------------------------------------------------
+
+
+def load(count: int) -> list[dict]:
+    """Deliveries touching a few objects of one app in shuffled time order, so most conflict."""
+    import random
+
+    from tests.helpers import app_event, env_event, variable_group_event
+
+    rng = random.Random(count)
+    deliveries = [app_event("Create", 500, event_id="load-app")]
+    for i in range(count):
+        time = rng.randrange(1_000, 100_000)
+        if i % 3:
+            deliveries.append(env_event("Update", time, name=f"e{i % 7}", labels={"i": str(i)}, event_id=f"load-{i}"))
+        else:
+            deliveries.append(
+                variable_group_event("Update", time, name=f"v{i % 3}", values={"k": str(i)}, event_id=f"load-{i}")
+            )
+    return deliveries
+
+
+def send_all(base: str, deliveries: list[dict], *, during=None) -> set[str]:  # type: ignore[no-untyped-def]
+    """Post from 8 threads; the ids acknowledged (200/202). ``during`` runs once a third is sent."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    acknowledged: set[str] = set()
+    sent = 0
+    lock = threading.Lock()
+
+    def post(delivery: dict) -> None:
+        nonlocal sent
+        headers = {**delivery["headers"], "X-AppStack-Token": WEBHOOK_TOKEN, "Content-Type": "application/json"}
+        try:
+            response = httpx.post(
+                f"{base}/webhooks/appstack", content=json.dumps(delivery["body"]), headers=headers, timeout=10
+            )
+            if response.status_code in (200, 202):
+                with lock:
+                    acknowledged.add(delivery["body"]["id"])
+        except httpx.TransportError:
+            pass
+        with lock:
+            sent += 1
+            fire = during is not None and sent == len(deliveries) // 3
+        if fire:
+            during()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(post, deliveries))
+    return acknowledged
+
+
+def clean_run_state(tmp_path: Path, deliveries: list[dict]):  # type: ignore[no-untyped-def]
+    from cmdb_sync import migrate
+    from cmdb_sync.db import Database
+    from cmdb_sync.ingest import ingest
+    from tests.helpers import dump_state, raw
+
+    url = f"sqlite:///{tmp_path / 'clean.db'}"
+    migrate.upgrade(url)
+    with Database.open(url) as database:
+        for delivery in deliveries:
+            ingest(database.sessions, delivery["headers"], raw(delivery))
+        return dump_state(database.engine)
+
+
+def journaled_and_state(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from cmdb_sync.db import Database
+    from cmdb_sync.models import Event
+    from tests.helpers import dump_state
+
+    with Database.open(f"sqlite:///{tmp_path / 'faults.db'}") as database:
+        with database.read_sessions() as session:
+            statuses = dict(session.execute(select(Event.id, Event.status)).all())
+        return statuses, dump_state(database.engine)
+
+
+@pytest.mark.parametrize("victim", ["a worker", "the serve process"])
+def test_kill_9_under_load_loses_no_acknowledged_delivery(tmp_path, victim) -> None:
+    deliveries = load(240)
+    with serving(tmp_path, workers=2) as (base, process, _):
+        workers = wait_for(lambda: workers_of(process) if len(workers_of(process)) >= 2 else None, 10, "two workers")
+
+        def kill() -> None:
+            (workers[0] if victim == "a worker" else psutil.Process(process.pid)).send_signal(signal.SIGKILL)
+
+        acknowledged = send_all(base, deliveries, during=kill)
+    journaled, _ = journaled_and_state(tmp_path)
+    assert acknowledged, "nothing was acknowledged at all"
+    assert acknowledged <= set(journaled), "an acknowledged delivery is not in the journal"
+    assert all(journaled[i] in ("applied", "stale", "unsupported", "failed") for i in acknowledged)
+
+    unanswered = [d for d in deliveries if d["body"]["id"] not in acknowledged]
+    if victim == "the serve process":  # its workers stop with it: the rest of the load is refused
+        assert unanswered
+    with serving(tmp_path, workers=2) as (base, _, _):
+        assert send_all(base, unanswered) == {d["body"]["id"] for d in unanswered}
+    _, state = journaled_and_state(tmp_path)
+    assert state == clean_run_state(tmp_path, deliveries)
