@@ -57,23 +57,61 @@ def _find_bindir() -> Path | None:
     return next((c for c in candidates if (c / "initdb").exists() and (c / "pg_ctl").exists()), None)
 
 
+class ThrowawayCluster:
+    """A PostgreSQL cluster of its own: initdb on a directory, served on a free port, stopped and
+    started at will. As root (initdb refuses root) the server runs as the ``postgres`` system user
+    that PostgreSQL's packages create."""
+
+    def __init__(self, bindir: Path, base: Path, port: int) -> None:
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(base, "postgres")
+        self.base, self.port = base, port
+        self.data = base / "data"
+        self.pg_ctl = [*self.as_user, str(bindir / "pg_ctl"), "-D", str(self.data)]
+        initdb = [*self.as_user, str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust"]
+        subprocess.run(initdb, check=True, capture_output=True)
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = self.base / "server.log"
+        subprocess.run([*self.pg_ctl, "-o", options, "-l", str(log), "-w", "start"], check=True, capture_output=True)
+
+    def stop(self, mode: str = "fast") -> None:
+        subprocess.run([*self.pg_ctl, "-m", mode, "stop"], capture_output=True)
+
+
 def _throwaway_cluster(bindir: Path, base: Path, port: int) -> Iterator[str]:
-    """initdb + pg_ctl start on a free port, stopped at the end. As root (initdb refuses root) the
-    server runs as the ``postgres`` system user that PostgreSQL's packages create."""
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        as_user = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(base, "postgres")
-    data, log = base / "data", base / "server.log"
-    initdb = [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
-    subprocess.run(initdb, check=True, capture_output=True)
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-    pg_ctl = [*as_user, str(bindir / "pg_ctl"), "-D", str(data)]
-    subprocess.run([*pg_ctl, "-o", options, "-l", str(log), "-w", "start"], check=True, capture_output=True)
+    cluster = ThrowawayCluster(bindir, base, port)
+    cluster.start()
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        yield cluster.url
     finally:
-        subprocess.run([*pg_ctl, "-m", "fast", "stop"], capture_output=True)
+        cluster.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def throwaway_postgres() -> Iterator[ThrowawayCluster]:
+    """A PostgreSQL cluster of the test's own, started; never the shared server."""
+    bindir = _find_bindir()
+    if bindir is None:
+        pytest.fail("this test starts a PostgreSQL cluster of its own: install PostgreSQL (apt-get install postgresql)")
+    base = Path(tempfile.mkdtemp(prefix="cmdb-sync-test-pg-"))
+    cluster = ThrowawayCluster(bindir, base, free_port())
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop("immediate")
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -90,9 +128,7 @@ def postgres_admin_url() -> Iterator[str]:
             "(apt-get install postgresql) or set CMDB_SYNC_TEST_POSTGRES_URL",
             returncode=3,
         )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     # not under pytest's temporary directory: that one is private to the user running the tests
     base = Path(tempfile.mkdtemp(prefix="cmdb-sync-test-pg-"))
     cluster = _throwaway_cluster(bindir, base, port)

@@ -126,3 +126,46 @@ def test_two_server_processes_on_one_postgresql_converge(two_servers) -> None:
         engine.dispose()
     assert env.description == "t19"
     assert journal == 20
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_two_processes_receiving_one_shuffled_set_with_duplicates_end_in_the_sorted_state(
+    two_servers, databases, seed
+) -> None:
+    import random
+
+    from cmdb_sync import migrate
+    from cmdb_sync.db import Database
+    from cmdb_sync.ingest import ingest
+    from tests.helpers import app_event, dump_state, orchestration_event, variable_group_event
+
+    rng = random.Random(seed)
+    makers = [
+        lambda t: env_event(
+            rng.choice(["Create", "Update", "Delete"]), t, name=f"e{rng.randrange(3)}", labels={"s": str(t)}
+        ),
+        lambda t: variable_group_event("Update", t, name=f"v{rng.randrange(2)}", values={"k": str(t)}),
+        lambda t: orchestration_event(rng.choice(["Update", "Delete"]), t, message=str(t)),
+        lambda t: app_event(rng.choice(["Update", "Delete", "Create"]), t, description=str(t)),
+    ]
+    events = [rng.choice(makers)(rng.randrange(1000, 1100)) for _ in range(60)]  # ties in time are common
+    delivered = events + rng.sample(events, 20)
+    rng.shuffle(delivered)
+    url, bases = two_servers
+
+    def post(indexed):
+        index, event = indexed
+        headers = {**event["headers"], "X-AppStack-Token": WEBHOOK_TOKEN}
+        return httpx.post(
+            f"{bases[index % 2]}/webhooks/appstack", content=raw(event), headers=headers, timeout=30
+        ).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(post, enumerate(delivered))) <= {200, 202}
+
+    reference = databases.fresh("postgresql")
+    migrate.upgrade(reference)
+    with Database.open(reference) as sorted_run, Database.open(url) as served:
+        for event in sorted(events, key=lambda e: (e["body"]["time"], e["body"]["id"])):
+            ingest(sorted_run.sessions, event["headers"], raw(event))
+        assert dump_state(served.engine) == dump_state(sorted_run.engine)

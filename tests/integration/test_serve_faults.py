@@ -280,3 +280,33 @@ def test_kill_9_under_load_loses_no_acknowledged_delivery(tmp_path, victim) -> N
         assert send_all(base, unanswered) == {d["body"]["id"] for d in unanswered}
     _, state = journaled_and_state(tmp_path)
     assert state == clean_run_state(tmp_path, deliveries)
+
+
+# --- the database goes away --------------------------------------------------------------------
+
+
+def test_a_postgresql_outage_answers_503_and_recovers_without_a_restart(throwaway_postgres) -> None:
+    from litestar.testing import TestClient
+
+    from cmdb_sync import migrate
+    from cmdb_sync.app import create_app
+    from tests.conftest import make_settings, post_delivery
+    from tests.helpers import app_event
+
+    migrate.upgrade(throwaway_postgres.url)
+    with TestClient(create_app(make_settings(throwaway_postgres.url)), raise_server_exceptions=False) as client:
+        assert post_delivery(client, app_event("Create", 1000, event_id="before")).json()["status"] == "applied"
+
+        throwaway_postgres.stop("immediate")
+        during = app_event("Update", 2000, event_id="during", description="during the outage")
+        refused = post_delivery(client, during)
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "5"
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/healthz").status_code == 200
+
+        throwaway_postgres.start()
+        accepted = wait_for(lambda: (r := post_delivery(client, during)).status_code == 200 and r, 20, "recovery")
+        assert accepted.json()["status"] == "applied"  # the refused attempt stored nothing
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/api/v1/apps/shop").json()["description"] == "during the outage"
