@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -13,10 +14,19 @@ from sqlalchemy import Engine
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def script_location() -> str:
+    """The migrations: the repository's ``migrations/`` in a checkout, else the copy an installed
+    wheel carries as ``cmdb_sync._migrations``."""
+    checkout = PROJECT_ROOT / "migrations"
+    if (checkout / "env.py").exists():
+        return str(checkout)
+    return str(resources.files("cmdb_sync") / "_migrations")
+
+
 def alembic_config(database_url: str) -> Config:
     ini = PROJECT_ROOT / "alembic.ini"
     config = Config(str(ini)) if ini.exists() else Config()
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    config.set_main_option("script_location", script_location())
     # ConfigParser interpolation would read '%' in a password as a reference
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     config.attributes["configure_logging"] = False
@@ -32,7 +42,7 @@ def downgrade(database_url: str, revision: str) -> None:
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory(str(PROJECT_ROOT / "migrations")).get_current_head()
+    return ScriptDirectory(script_location()).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:

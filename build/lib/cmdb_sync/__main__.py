@@ -1,0 +1,3 @@
+from cmdb_sync.cli import main
+
+main()

@@ -1,0 +1,190 @@
+"""``/api/v1`` inventory routes: apps, environments, variable groups, orchestrations.
+
+Handlers parse, call one function of ``read.inventory`` in a worker thread with the session they
+are given, and return its view; every error is a domain exception.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
+from sqlalchemy.orm import Session
+
+from cmdb_sync.api.auth import Principal
+from cmdb_sync.api.params import (
+    Cursor,
+    IncludeDeleted,
+    Limit,
+    OrgId,
+    Reveal,
+    allow_reveal,
+    reject_unknown_query_parameters,
+)
+from cmdb_sync.api.problems import LIST_PROBLEMS, NESTED_LIST_PROBLEMS, ONE_PROBLEMS
+from cmdb_sync.read import inventory
+from cmdb_sync.read.common import Window
+from cmdb_sync.read.pagination import DEFAULT_LIMIT
+from cmdb_sync.read.views import AppOut, EnvOut, OrchestrationOut, Page, VariableGroupOut
+
+
+class InventoryController(Controller):
+    path = "/api/v1"
+    tags = ["inventory"]
+    before_request = reject_unknown_query_parameters
+
+    @get("/apps", responses=LIST_PROBLEMS, sync_to_thread=True, summary="Apps")
+    def list_apps(
+        self,
+        db: NamedDependency[Session],
+        q: Annotated[str | None, QueryParameter(description="substring of the name, any case")] = None,
+        org_id: OrgId = None,
+        include_deleted: IncludeDeleted = False,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> Page[AppOut]:
+        return inventory.list_apps(db, Window(limit, cursor, include_deleted), q=q, org_id=org_id)
+
+    @get("/apps/{app:str}", responses=ONE_PROBLEMS, sync_to_thread=True, summary="An app")
+    def get_app(
+        self,
+        db: NamedDependency[Session],
+        app: FromPath[str],
+        org_id: OrgId = None,
+        include_deleted: IncludeDeleted = False,
+    ) -> AppOut:
+        return inventory.get_app(db, app, org_id=org_id, include_deleted=include_deleted)
+
+    @get("/apps/{app:str}/envs", responses=NESTED_LIST_PROBLEMS, sync_to_thread=True, summary="An app's environments")
+    def list_app_envs(
+        self,
+        db: NamedDependency[Session],
+        app: FromPath[str],
+        org_id: OrgId = None,
+        include_deleted: IncludeDeleted = False,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> Page[EnvOut]:
+        return inventory.list_app_envs(db, app, Window(limit, cursor, include_deleted), org_id=org_id)
+
+    @get(
+        "/apps/{app:str}/envs/{env:str}",
+        responses=ONE_PROBLEMS,
+        sync_to_thread=True,
+        summary="An environment, with its current deployment",
+    )
+    def get_env(
+        self,
+        db: NamedDependency[Session],
+        app: FromPath[str],
+        env: FromPath[str],
+        org_id: OrgId = None,
+        include_deleted: IncludeDeleted = False,
+    ) -> EnvOut:
+        return inventory.get_env(db, app, env, org_id=org_id, include_deleted=include_deleted)
+
+    @get("/envs", responses=LIST_PROBLEMS, sync_to_thread=True, summary="Environments across apps")
+    def list_envs(
+        self,
+        db: NamedDependency[Session],
+        app: Annotated[str | None, QueryParameter(description="only this app's envs")] = None,
+        label: Annotated[
+            list[str] | None, QueryParameter(description="name=value; repeat it: every label must match")
+        ] = None,
+        artifact: Annotated[
+            str | None, QueryParameter(description="substring of an artifact of the current deployment (an image, say)")
+        ] = None,
+        org_id: OrgId = None,
+        include_deleted: IncludeDeleted = False,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> Page[EnvOut]:
+        labels = inventory.parse_label_filters(label)
+        return inventory.list_envs(
+            db,
+            Window(limit, cursor, include_deleted),
+            app=app,
+            org_id=org_id,
+            labels=labels,
+            artifact=artifact,
+        )
+
+    @get(
+        "/apps/{app:str}/variable-groups",
+        responses=NESTED_LIST_PROBLEMS,
+        sync_to_thread=True,
+        summary="An app's variable groups",
+    )
+    def list_variable_groups(
+        self,
+        db: NamedDependency[Session],
+        app: FromPath[str],
+        org_id: OrgId = None,
+        include_deleted: IncludeDeleted = False,
+        reveal: Reveal = False,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+        *,
+        who: NamedDependency[Principal],
+    ) -> Page[VariableGroupOut]:
+        revealed = allow_reveal(who, reveal)
+        return inventory.list_variable_groups(
+            db, app, Window(limit, cursor, include_deleted), org_id=org_id, reveal=revealed
+        )
+
+    @get(
+        "/apps/{app:str}/variable-groups/{name:str}",
+        responses=ONE_PROBLEMS,
+        sync_to_thread=True,
+        summary="A variable group",
+    )
+    def get_variable_group(
+        self,
+        db: NamedDependency[Session],
+        app: FromPath[str],
+        name: FromPath[str],
+        org_id: OrgId = None,
+        include_deleted: IncludeDeleted = False,
+        reveal: Reveal = False,
+        *,
+        who: NamedDependency[Principal],
+    ) -> VariableGroupOut:
+        revealed = allow_reveal(who, reveal)
+        return inventory.get_variable_group(
+            db, app, name, org_id=org_id, include_deleted=include_deleted, reveal=revealed
+        )
+
+    @get(
+        "/apps/{app:str}/orchestrations",
+        responses=NESTED_LIST_PROBLEMS,
+        sync_to_thread=True,
+        summary="An app's orchestrations",
+    )
+    def list_orchestrations(
+        self,
+        db: NamedDependency[Session],
+        app: FromPath[str],
+        org_id: OrgId = None,
+        include_deleted: IncludeDeleted = False,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> Page[OrchestrationOut]:
+        return inventory.list_orchestrations(db, app, Window(limit, cursor, include_deleted), org_id=org_id)
+
+    @get(
+        "/apps/{app:str}/orchestrations/{sn:str}",
+        responses=ONE_PROBLEMS,
+        sync_to_thread=True,
+        summary="An orchestration",
+    )
+    def get_orchestration(
+        self,
+        db: NamedDependency[Session],
+        app: FromPath[str],
+        sn: FromPath[str],
+        org_id: OrgId = None,
+        include_deleted: IncludeDeleted = False,
+    ) -> OrchestrationOut:
+        return inventory.get_orchestration(db, app, sn, org_id=org_id, include_deleted=include_deleted)

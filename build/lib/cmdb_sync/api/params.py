@@ -1,0 +1,57 @@
+"""What every read route shares: its query parameters, the refusal of unknown ones, and the
+read session it is given (one per request, closed after it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from litestar import Request
+from litestar.params import QueryParameter
+from sqlalchemy.orm import Session
+
+from cmdb_sync.api.auth import Principal
+from cmdb_sync.api.state import server_state
+from cmdb_sync.errors import BadRequest
+from cmdb_sync.read.pagination import MAX_LIMIT
+
+Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description=f"page size, at most {MAX_LIMIT}")]
+Cursor = Annotated[str | None, QueryParameter(description="next_cursor of the previous page")]
+OrgId = Annotated[str | None, QueryParameter(description="the org, when the name exists in several")]
+IncludeDeleted = Annotated[bool, QueryParameter(description="also list deleted objects")]
+Reveal = Annotated[bool, QueryParameter(description="serve variable values (admin token only)")]
+
+
+def provide_db(request: Request) -> Iterator[Session]:  # type: ignore[type-arg]
+    """A read session for the request: on SQLite it reads a snapshot beside the writer."""
+    session = server_state(request).database.read_sessions()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+async def reject_unknown_query_parameters(request: Request) -> None:  # type: ignore[type-arg]
+    """Unknown query parameters are a 400, not silently ignored: a typo must not widen a query.
+    NUL, which no stored name contains, is refused before it reaches the database."""
+    handler = request.route_handler
+    not_query = {"self", "request", *handler.resolve_dependencies(), *request.path_params}
+    allowed = {
+        getattr(field.kwarg_definition, "name", None) or name
+        for name, field in handler.parsed_fn_signature.parameters.items()
+        if name not in not_query
+    }
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        msg = f"unknown query parameter(s): {', '.join(unknown)}"
+        raise BadRequest(msg, unknown=unknown)
+    values = [*request.path_params.values(), *(v for _, v in request.query_params.multi_items())]
+    if any("\x00" in str(value) for value in values):
+        msg = "parameters may not contain U+0000 (stored names hold U+FFFD in its place)"
+        raise BadRequest(msg)
+
+
+def allow_reveal(who: Principal, reveal: bool) -> bool:
+    if reveal:
+        who.require_admin("reveal=true")
+    return reveal

@@ -1,0 +1,152 @@
+"""Archived deliveries in and out: one JSON document a line.
+
+A line is ``{"headers": {...}, "body": {...}}`` (``export`` adds ``received_at``), or a bare body.
+Import goes through the same pipeline as the endpoint, so statuses mean the same; a line that
+cannot be ingested is reported with its number and skipped, never stopping the rest. Importing an
+export into the same database is all duplicates; into an empty one it rebuilds the same state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TextIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from cmdb_sync.db import keyset_batches
+from cmdb_sync.errors import BadDelivery, DatabaseUnavailable
+from cmdb_sync.ingest import Delivery, ingest_batch
+from cmdb_sync.models import Event, stored_json
+from cmdb_sync.progress import Reporter
+from cmdb_sync.projections import REGISTRY
+from cmdb_sync.status import Status
+
+EXPORT_BATCH = 500
+IMPORT_BATCH = 2000
+
+
+def headers_for_bare_body(body: dict[str, Any]) -> dict[str, str]:
+    """Headers a bare body implies: kind from ``objectKind``, app from the attributes, action from
+    a top-level ``action`` when the archive kept one, else the kind's default (history kinds only
+    send status updates; an object kind's snapshot without an action is taken to say it exists)."""
+    kind = body.get("objectKind")
+    headers: dict[str, str] = {}
+    if not isinstance(kind, str):
+        return headers
+    headers["X-AppStack-Event"] = kind
+    projection = REGISTRY.get(kind)
+    action = body.get("action")
+    if isinstance(action, str):
+        headers["X-AppStack-Action"] = action
+    elif projection is not None:
+        headers["X-AppStack-Action"] = projection.default_action
+    app = projection.app_of(body.get("objectAttributes")) if projection is not None else None
+    if app:
+        headers["X-AppStack-App"] = app
+    return headers
+
+
+@dataclass(frozen=True)
+class ArchivedDelivery:
+    headers: dict[str, str]
+    raw: bytes
+    received_at: datetime | None
+
+
+def parse_line(line: str) -> ArchivedDelivery:
+    """One archive line, or BadDelivery saying what is wrong with it."""
+    try:
+        document = json.loads(line)
+    except ValueError as exc:
+        msg = f"not valid JSON ({exc})"
+        raise BadDelivery(msg) from None
+    if not isinstance(document, dict):
+        msg = "not a JSON object"
+        raise BadDelivery(msg)
+    if "body" in document and "objectKind" not in document:
+        headers, body = document.get("headers") or {}, document["body"]
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            msg = "headers: must be an object of strings"
+            raise BadDelivery(msg)
+    else:
+        body = document
+        headers = headers_for_bare_body(document)
+    received_at = None
+    if isinstance(document.get("received_at"), str) and "body" in document:
+        try:
+            received_at = datetime.fromisoformat(document["received_at"])
+        except ValueError:
+            msg = "received_at: not ISO-8601"
+            raise BadDelivery(msg) from None
+        if received_at.tzinfo is None:
+            msg = "received_at: needs a UTC offset"
+            raise BadDelivery(msg)
+    raw = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return ArchivedDelivery(headers=headers, raw=raw.encode(), received_at=received_at)
+
+
+def import_lines(
+    session_factory: sessionmaker[Session], lines: Iterable[str], reporter: Reporter, *, batch_size: int = IMPORT_BATCH
+) -> None:
+    """Ingest every line, a batch at a time; a bad one is noted with its number and counted as ``invalid``."""
+    batch: list[tuple[int, Delivery]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            archived = parse_line(line)
+        except BadDelivery as exc:
+            _invalid(reporter, number, exc)
+            continue
+        batch.append((number, Delivery(archived.headers, archived.raw, archived.received_at)))
+        if len(batch) == batch_size:
+            _ingest(session_factory, batch, reporter)
+            batch = []
+    _ingest(session_factory, batch, reporter)
+
+
+def _ingest(session_factory: sessionmaker[Session], batch: list[tuple[int, Delivery]], reporter: Reporter) -> None:
+    if not batch:
+        return
+    for (number, _), result in zip(batch, ingest_batch(session_factory, [d for _, d in batch]), strict=True):
+        if isinstance(result, DatabaseUnavailable):
+            raise result
+        if isinstance(result, BadDelivery):
+            _invalid(reporter, number, result)
+        else:
+            reporter.advance(result.status)
+
+
+def _invalid(reporter: Reporter, number: int, exc: BadDelivery) -> None:
+    reporter.note(f"line {number}: skipped: {exc}")
+    reporter.advance(Status.INVALID)
+
+
+def export_lines(
+    session_factory: sessionmaker[Session], *, since: datetime | None = None, kind: str | None = None
+) -> Iterator[str]:
+    """The journal as archive lines, in the order it was received, read in keyset batches."""
+    stmt = select(Event.id, Event.headers, Event.body, Event.received_at)
+    if since is not None:
+        stmt = stmt.where(Event.time >= since)
+    if kind is not None:
+        stmt = stmt.where(Event.kind == kind)
+    for batch in keyset_batches(session_factory, stmt, [Event.received_at, Event.id], EXPORT_BATCH):
+        for event in batch:
+            yield export_line(event)
+
+
+def export_line(event: Any) -> str:
+    """One journal row (``headers``, ``body``, ``received_at``) as an archive line."""
+    document = {"headers": event.headers, "body": stored_json(event.body), "received_at": event.received_at.isoformat()}
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_lines(lines: Iterable[str], out: TextIO, reporter: Reporter) -> None:
+    for line in lines:
+        out.write(line + "\n")
+        reporter.advance(Status.EXPORTED)

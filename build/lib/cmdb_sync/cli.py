@@ -1,0 +1,294 @@
+"""The ``cmdb-sync`` command: serve, db, and the operator commands."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TextIO
+
+import click
+import httpx
+from sqlalchemy.exc import SQLAlchemyError
+
+from cmdb_sync import migrate
+from cmdb_sync.db import Database, describe_error
+from cmdb_sync.progress import ProgressReporter, reporting
+from cmdb_sync.settings import ConfigError, Settings, load_settings
+from cmdb_sync.status import Status
+from cmdb_sync.supervision import SUPERVISOR_ENV
+from cmdb_sync.times import as_utc
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """A database that cannot be reached or used is one line, not a traceback."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"database: {describe_error(exc)}") from None
+
+
+def _ensure_schema(settings: Settings, database: Database, *, migrate_postgresql: bool = False, hint: str = "") -> None:
+    """The embedded SQLite default is migrated on the spot; a PostgreSQL schema that is behind
+    stops the command, unless migrating it was asked for."""
+    if settings.is_sqlite or migrate_postgresql:
+        migrate.upgrade(settings.database_url)
+        return
+    behind = migrate.behind_head(database.engine)
+    if behind:
+        raise click.ClickException(f"{behind} first{hint}")
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[Database]:
+    """The command's one database, at the newest migration (see ``_ensure_schema``), disposed at the end;
+    a database that cannot be reached or used is one line."""
+    with _database_errors(), Database.open(settings.database_url) as database:
+        _ensure_schema(settings, database)
+        yield database
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cmdb-sync")
+def main() -> None:
+    """cmdb-sync: the system of record for AppStack webhooks."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
+@click.option("--migrate", "run_migrations", is_flag=True, help="Upgrade a PostgreSQL schema that is behind.")
+def serve(host: str, port: int, workers: int, run_migrations: bool) -> None:
+    """Run the webhook receiver and the read API (granian, ASGI).
+
+    On SQLite the database is created and migrated here; on PostgreSQL a schema that is not at the
+    newest migration stops the start, unless --migrate.
+    """
+    from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
+    from granian.server import Server
+
+    settings = _settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # What would stop every worker is said once, here, before any starts.
+    try:
+        settings.check_webhook_auth()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    with _database_errors(), Database.open(settings.database_url, pool_size=1) as database:
+        _ensure_schema(settings, database, migrate_postgresql=run_migrations, hint=", or start with --migrate")
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # before prometheus_client is first imported: it picks its value store at import
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cmdb-sync-metrics-")
+    _refuse_a_taken_port(host, port)
+    # the workers exit if this process dies (app.watch_parent), instead of serving on unsupervised
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
+    click.echo(f"cmdb-sync listening on http://{host}:{port} ({workers} worker(s))", err=True)
+    Server(
+        "cmdb_sync.app:app_factory",
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=host,
+        port=port,
+        workers=workers,
+        log_access=False,
+        respawn_failed_workers=True,  # a worker that dies is replaced; the others go on answering
+        workers_max_rss=settings.worker_max_rss_mib,
+        http1_settings=HTTP1Settings(header_read_timeout=settings.header_timeout_seconds * 1000),
+    ).serve()
+
+
+def _refuse_a_taken_port(host: str, port: int) -> None:
+    """The server's workers share their port (SO_REUSEPORT), so a second serve on a port already
+    served would start beside the first and split its traffic: refuse, as any server would."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            msg = f"cannot listen on {host}:{port}: {exc.strerror} (is another cmdb-sync serve running there?)"
+            raise click.ClickException(msg) from None
+
+
+@main.group()
+def db() -> None:
+    """Schema migrations (Alembic), on the database of CMDB_SYNC_DATABASE_URL."""
+
+
+def _migrate_to(step: Callable[[str, str], None], revision: str) -> None:
+    settings = _settings()
+    with _database_errors():
+        step(settings.database_url, revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command()
+@click.argument("revision", default="head")
+def upgrade(revision: str) -> None:
+    """Upgrade the schema (default: to the newest migration)."""
+    _migrate_to(migrate.upgrade, revision)
+
+
+@db.command()
+@click.argument("revision", default="-1")
+def downgrade(revision: str) -> None:
+    """Downgrade the schema (default: one migration back; 'base' empties it)."""
+    _migrate_to(migrate.downgrade, revision)
+
+
+@db.command()
+def current() -> None:
+    """Print the schema's revision and the newest one."""
+    settings = _settings()
+    with _database_errors(), Database.open(settings.database_url, pool_size=1) as database:
+        revision = migrate.current_revision(database.engine)
+        behind = migrate.behind_head(database.engine)
+    state = "up to date" if behind is None else "behind: run `cmdb-sync db upgrade`"
+    click.echo(f"current: {revision or 'none'}\nnewest:  {migrate.head_revision()}\n{state}")
+
+
+class IsoTime(click.ParamType):
+    """ISO-8601, with an offset or ``Z``; without one it is read as UTC."""
+
+    name = "ISO-8601"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return as_utc(value)
+        try:
+            return as_utc(datetime.fromisoformat(str(value)))
+        except ValueError:
+            self.fail(f"{value!r} is not ISO-8601 (e.g. 2024-07-29T07:00:00Z)", param, ctx)
+
+
+def _finish(reporter: ProgressReporter, what: str) -> None:
+    click.echo(f"{what}: {reporter.tally.summary()}", err=True)
+
+
+@main.command()
+@click.option("--failed", "failed_only", is_flag=True, help="Only events journaled as failed.")
+@click.option("--rebuild", is_flag=True, help="Empty every projection and re-apply the whole journal.")
+@click.option(
+    "--since", type=IsoTime(), help="Only events at or after this event time (ISO-8601; UTC unless an offset)."
+)
+@click.option("--kind", help="Only events of this objectKind.")
+def replay(failed_only: bool, rebuild: bool, since: datetime | None, kind: str | None) -> None:
+    """Re-apply the journal to the projections, in (time, id) order. Safe while the server runs."""
+    from cmdb_sync.replay import Selection
+    from cmdb_sync.replay import replay as run_replay
+
+    if rebuild and (failed_only or since or kind):
+        msg = "--rebuild re-applies the whole journal: it takes no --failed, --since or --kind"
+        raise click.UsageError(msg)
+    settings = _settings()
+    selection = Selection(failed_only=failed_only, since=since, kind=kind)
+    with _database(settings) as database, reporting("rebuild" if rebuild else "replay") as reporter:
+        run_replay(database.sessions, selection, reporter, rebuild=rebuild)
+        database.analyze()
+    _finish(reporter, "replayed")
+
+
+@main.command("import")
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+def import_(source: TextIO) -> None:
+    """Ingest archived deliveries from SOURCE ('-' for stdin), one JSON per line: either
+    {"headers": {...}, "body": {...}} or a bare body. Bad lines are reported and skipped."""
+    from cmdb_sync.archive import import_lines
+
+    settings = _settings()
+    total = None
+    if source is not sys.stdin and source.seekable():
+        total = sum(1 for line in source if line.strip())
+        source.seek(0)
+    with _database(settings) as database, reporting("import", total=total) as reporter:
+        import_lines(database.sessions, source, reporter)
+        database.analyze()
+    _finish(reporter, "imported")
+    if reporter.tally.counts.get(Status.INVALID):
+        sys.exit(2)
+
+
+@main.command()
+@click.option(
+    "--since", type=IsoTime(), help="Only events at or after this event time (ISO-8601; UTC unless an offset)."
+)
+@click.option("--kind", help="Only events of this objectKind.")
+@click.option(
+    "-o", "--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write (default stdout)."
+)
+def export(since: datetime | None, kind: str | None, output: TextIO) -> None:
+    """Write the journal as one JSON per line, in the form `import` reads (importing it back is a no-op)."""
+    from cmdb_sync.archive import export_lines, write_lines
+
+    settings = _settings()
+    with _database(settings) as database, reporting("export") as reporter:
+        write_lines(export_lines(database.sessions, since=since, kind=kind), output, reporter)
+    output.flush()
+    _finish(reporter, "exported")
+
+
+def appstack_http(base_url: str, token: str) -> httpx.Client:
+    """The HTTP client backfill talks to AppStack with (tests put a fake AppStack behind it)."""
+    return httpx.Client(base_url=base_url, headers={"x-yunxiao-token": token}, timeout=30.0)
+
+
+@main.command()
+@click.option("--org", required=True, help="The AppStack organization id.")
+@click.option("--app", help="Only this app (and nothing is deleted outside it).")
+@click.option("--base-url", default=None, help="OpenAPI base URL (default: the central edition's).")
+@click.option("--edition", type=click.Choice(["central", "region"]), default="central", show_default=True)
+@click.option(
+    "--max-delete", default="10%", show_default=True, help="Refuse to delete more than this share of what is held."
+)
+def backfill(org: str, app: str | None, base_url: str | None, edition: str, max_delete: str) -> None:
+    """Pull the org's current apps, envs, variable groups and orchestrations from the AppStack OpenAPI
+    and ingest them as snapshot events; delete what the source no longer lists. Resumable."""
+    from cmdb_sync.appstack import CENTRAL_BASE_URL, AppStackClient, AppStackError
+    from cmdb_sync.backfill import Backfill, parse_max_delete
+
+    settings = _settings()
+    if not settings.appstack_token:
+        raise click.ClickException(
+            "CMDB_SYNC_APPSTACK_TOKEN is not set: a personal access token with read access to AppStack"
+        )
+    try:
+        fraction = parse_max_delete(max_delete)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        with (
+            _database(settings) as database,
+            appstack_http(base_url or CENTRAL_BASE_URL, settings.appstack_token) as http,
+            reporting("backfill") as reporter,
+        ):
+            client = AppStackClient(http, org=org, edition=edition)
+            report = Backfill(database.sessions, client, org=org, app=app, max_delete=fraction, reporter=reporter).run()
+    except AppStackError as exc:
+        raise click.ClickException(f"{exc.detail} (progress is kept: run the same command again to resume)") from None
+    resumed = " (resumed)" if report.resumed else ""
+    click.echo(
+        f"backfill {report.run_id}{resumed}: {report.apps_seen} apps ({report.apps_skipped} done before), "
+        f"{reporter.tally.summary()}, {client.requests} requests to AppStack",
+        err=True,
+    )
+    if report.deletions_withheld:
+        msg = (
+            f"{report.to_delete} of {report.held} held objects are gone from the source, more than "
+            f"--max-delete {max_delete}: nothing was deleted. Check the org, then rerun with a larger --max-delete."
+        )
+        raise click.ClickException(msg)

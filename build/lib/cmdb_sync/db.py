@@ -1,0 +1,204 @@
+"""The database: one factory of engines and sessions for the server and every command, the
+dialect-aware upsert every projection writes through, and a keyset walker for long reads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Self, TypeVar
+
+from sqlalchemy import Engine, Select, Table, bindparam, create_engine, event, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """An engine configured for concurrent writers on either database.
+
+    SQLite gets WAL (readers never wait for the writer), a busy timeout (writers queue instead of
+    failing), and ``BEGIN IMMEDIATE`` so a transaction takes the write lock up front rather than
+    failing to upgrade a read lock halfway, which is how two writers deadlock in SQLite.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            read_only = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+READ_ONLY = "cmdb_sync_read_only"
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+_SQLITE_WRITERS: dict[str, threading.Lock] = {}
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+def write_lock(engine: Engine) -> AbstractContextManager[Any]:
+    """On SQLite, writers of one process queue on a lock rather than on SQLite's busy handler,
+    whose sleep-and-retry makes a long latency tail under concurrent deliveries. PostgreSQL needs
+    nothing: its row locks order concurrent writers of one object and let the others run."""
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    key = engine.url.render_as_string(hide_password=False)
+    with _SQLITE_WRITERS_GUARD:
+        return _SQLITE_WRITERS.setdefault(key, threading.Lock())
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that only read: on SQLite they begin deferred, so in WAL mode they read a snapshot
+    beside the writer instead of queueing for the write lock as writers do."""
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+
+
+@dataclass(frozen=True)
+class Database:
+    """One database as the server and every command use it: the engine, sessions that write and
+    sessions that only read. Built once per process and disposed once (``with Database.open(...)``)."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]
+
+    @classmethod
+    def open(cls, url: str, *, pool_size: int = 10) -> Self:
+        engine = make_engine(url, pool_size=pool_size)
+        return cls(engine, make_session_factory(engine), make_read_session_factory(engine))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def analyze(self) -> None:
+        """Refresh the planner's statistics after a bulk load (PostgreSQL), so the first reads after
+        an import or a rebuild are planned on what the tables now hold, not on what autovacuum
+        last saw (measured: a label filter at 1 s instead of 3 ms on a freshly filled inventory)."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("ANALYZE")
+                connection.commit()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.dispose()
+
+
+# PostgreSQL serialization failure and deadlock: the transaction is tried again as a whole.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+MAX_ATTEMPTS = 5
+
+
+def retrying(transaction: Callable[[], T]) -> T:
+    """Run ``transaction`` (which opens and commits its own), again when PostgreSQL chose it as
+    the victim of a deadlock or a serialization failure; concurrent writers (the server's, a
+    replay's) touch the same rows in different orders, and one of them must give way."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            return transaction()
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES or attempt == MAX_ATTEMPTS:
+                raise
+            log.info("transaction tried again (%d of %d) after: %s", attempt + 1, MAX_ATTEMPTS, describe_error(exc))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# SQLSTATE classes that blame the data sent, not the database: 22 data exception (a value out of
+# range, bad encoding), 54 program limit exceeded (an index entry too large for a long name).
+DATA_ERROR_CLASSES = frozenset({"22", "54"})
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """Whether the database refused a statement because of a value in it: permanent, so the
+    event that carried it fails, and it is never answered as the transient 503. Encoding errors
+    raised before the statement reaches the database count too."""
+    orig = getattr(exc, "orig", None) or exc
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    return sqlstate[:2] in DATA_ERROR_CLASSES or isinstance(orig, UnicodeError)
+
+
+def describe_error(exc: SQLAlchemyError) -> str:
+    """The first line of what the driver said: enough for an operator, without the SQL and traceback."""
+    orig = getattr(exc, "orig", None)
+    lines = str(orig or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def upsert(
+    session: Session,
+    table: Table,
+    values: Mapping[str, Any],
+    *,
+    conflict: Iterable[str],
+    update: Iterable[str] | None = None,
+    where: Callable[[Any], ColumnElement[bool]] | None = None,
+    returning: ColumnElement[Any] | None = None,
+) -> Any:
+    """``INSERT ... ON CONFLICT (conflict) DO UPDATE SET update ... WHERE where [RETURNING]``.
+
+    With ``update=None`` it is ``DO NOTHING``. ``where`` receives the ``excluded`` row (the one
+    proposed) and returns the condition under which the held row is overwritten. Returns the ``returning`` value of the inserted or
+    updated row, or None when the conflict left the row alone (the guard said no). This is atomic
+    under concurrent writers on both databases: no read happens before the write.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(table).values(**values)
+    if update is None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+    else:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(conflict),
+            set_={name: stmt.excluded[name] for name in update},
+            where=where(stmt.excluded) if where is not None else None,
+        )
+    if returning is None:
+        session.execute(stmt)
+        return None
+    return session.execute(stmt.returning(returning)).scalar_one_or_none()
+
+
+def keyset_batches(
+    session_factory: sessionmaker[Session], stmt: Select[Any], keys: Sequence[Any], batch_size: int
+) -> Iterator[list[Any]]:
+    """Every row ``stmt`` selects, in ``keys`` order (columns it selects, unique together), a batch
+    at a time: memory holds one batch, and each batch is its own short read transaction, so
+    nothing is held open between batches (on SQLite, not the write lock either)."""
+    after: list[Any] | None = None
+    while True:
+        page = stmt
+        if after is not None:
+            bound = tuple_(*(bindparam(None, value, type_=key.type) for key, value in zip(keys, after, strict=True)))
+            page = stmt.where(tuple_(*keys) > bound)
+        with session_factory() as session:
+            session.connection(execution_options={READ_ONLY: True})
+            batch = session.execute(page.order_by(*keys).limit(batch_size)).all()
+        if not batch:
+            return
+        yield batch
+        after = [getattr(batch[-1], key.key) for key in keys]

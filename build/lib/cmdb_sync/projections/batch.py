@@ -1,0 +1,271 @@
+"""The one projector: any number of events, written set-based, each with the status that applying
+them one by one in their order would have given.
+
+Per kind: the versions held for the batch's objects are read in one query; walking the events in
+order against them decides every status (an event applies only when its ``(time, id)`` is greater
+than everything before it, held or in the batch); only the newest snapshot of each object is
+written, in one multi-row ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` whose guard is the same
+rule, so a concurrent writer in another process can never be overwritten by an older snapshot;
+children are replaced with one ``DELETE`` and one multi-row ``INSERT`` per table.
+
+If another process wrote a newer version between the read and the write, the guard refuses the
+write and every event of that object in the batch is stale, which is what one-by-one processing
+would have said had the other process's events come first.
+
+Statements are built once per table and dialect; the ORM is not on this path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, or_, update
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from cmdb_sync.db import is_data_error
+from cmdb_sync.errors import ProjectionError
+from cmdb_sync.events import MAX_NAME_CHARS, Envelope
+from cmdb_sync.models import App
+from cmdb_sync.projections import PROJECTIONS, REGISTRY, bulk
+from cmdb_sync.projections.common import CHILDREN, Children, Projection, Snapshot
+from cmdb_sync.status import Status
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 2000
+VERSION_COLUMNS = ("version_at", "version_id", "deleted_at")
+
+Outcome = tuple[Status, str | None]
+
+
+@dataclass(frozen=True)
+class _Item:
+    index: int
+    envelope: Envelope
+    snapshot: Snapshot
+    key: tuple[Any, ...]
+
+    @property
+    def version(self) -> tuple[datetime, str]:
+        return (self.envelope.time, self.envelope.id)  # type: ignore[return-value]
+
+
+def snapshot_of(envelope: Envelope) -> Snapshot | Outcome:
+    """The event's snapshot, or the outcome that says why it has none (unsupported, failed)."""
+    if envelope.time is None:
+        return Status.FAILED, envelope.time_error
+    projection = REGISTRY.get(envelope.kind)
+    if projection is None or envelope.action not in projection.actions:
+        return Status.UNSUPPORTED, None
+    try:
+        snapshot = projection.snapshot(envelope)
+        _check_names(projection, snapshot)
+        return snapshot
+    except ProjectionError as exc:
+        return Status.FAILED, str(exc)[:MAX_ERROR_CHARS]
+    except Exception as exc:  # a projection bug must not lose the event: it is kept as failed
+        log.exception("projection of event %s failed", envelope.id)
+        return Status.FAILED, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+
+
+def _check_names(projection: Projection, snapshot: Snapshot) -> None:
+    """The names that identify an object (and its app) fit an index entry on every database: a
+    longer one fails its event, the same way everywhere (README, "Receiving")."""
+    named = [(column, snapshot.values[column]) for column in projection.identity]
+    if snapshot.app is not None:
+        named.append(("app", snapshot.app[1]))
+    for column, value in named:
+        if isinstance(value, str) and len(value) > MAX_NAME_CHARS:
+            msg = f"{column}: longer than {MAX_NAME_CHARS} characters"
+            raise ProjectionError(msg)
+
+
+def project(conn: Connection, envelopes: Sequence[Envelope]) -> list[Outcome]:
+    """Project the events, in their order, on ``conn`` (inside the caller's transaction)."""
+    outcomes: list[Outcome | None] = [None] * len(envelopes)
+    by_kind: dict[str, list[_Item]] = defaultdict(list)
+    for index, envelope in enumerate(envelopes):
+        made = snapshot_of(envelope)
+        if isinstance(made, tuple):
+            outcomes[index] = made
+            continue
+        projection = REGISTRY[envelope.kind]
+        key = tuple(made.values[column] for column in projection.identity)
+        by_kind[envelope.kind].append(_Item(index, envelope, made, key))
+    implied = sorted({item.snapshot.app for items in by_kind.values() for item in items if item.snapshot.app})
+    if "App" in by_kind:
+        _write_kind(conn, REGISTRY["App"], by_kind.pop("App"), outcomes)
+    _ensure_apps(conn, implied)
+    for projection in PROJECTIONS:
+        if projection.kind in by_kind:
+            _write_kind(conn, projection, by_kind[projection.kind], outcomes)
+    return outcomes  # type: ignore[return-value]
+
+
+def project_isolated(conn: Connection, envelopes: Sequence[Envelope]) -> list[Outcome]:
+    """``project``, but an error caused by one event's data fails that event alone: the batch is
+    tried in a savepoint, and after an error each event is tried in its own. An outage (the
+    connection lost, the database down) is nobody's data: it propagates."""
+    try:
+        with conn.begin_nested():
+            return project(conn, envelopes)
+    except Exception as exc:
+        if _is_outage(exc):
+            raise
+        if len(envelopes) == 1:
+            return [_refused(envelopes[0], exc)]
+        log.info("a batch of %d events failed as a whole; projecting them one by one", len(envelopes))
+    return [_project_one(conn, envelope) for envelope in envelopes]
+
+
+def _project_one(conn: Connection, envelope: Envelope) -> Outcome:
+    try:
+        with conn.begin_nested():
+            return project(conn, [envelope])[0]
+    except Exception as exc:
+        if _is_outage(exc):
+            raise
+        return _refused(envelope, exc)
+
+
+def _is_outage(exc: Exception) -> bool:
+    return isinstance(exc, OperationalError | InterfaceError) and not is_data_error(exc)
+
+
+def _refused(envelope: Envelope, exc: Exception) -> Outcome:
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    detail = lines[0] if lines else type(exc).__name__
+    log.info("event %s refused by the database: %s", envelope.id, detail)
+    return Status.FAILED, f"refused by the database: {detail}"[:MAX_ERROR_CHARS]
+
+
+# --- one kind ------------------------------------------------------------------------------------
+
+
+def _write_kind(conn: Connection, projection: Projection, items: list[_Item], outcomes: list[Any]) -> None:
+    held = _held_versions(conn, projection, {item.key for item in items})
+    existed = set(held)
+    winners: dict[tuple[Any, ...], _Item] = {}
+    for item in items:  # in arrival order: each against everything before it
+        current = held.get(item.key)
+        if current is None or current[0] is None or item.version > current:
+            outcomes[item.index] = (Status.APPLIED, None)
+            held[item.key] = item.version
+            winners[item.key] = item
+        else:
+            outcomes[item.index] = (Status.STALE, None)
+    purges = _purges(items)
+    if winners:
+        written = _upsert(conn, projection, list(winners.values()))
+        for key in winners.keys() - written.keys():  # a newer version came from another process
+            for item in items:
+                if item.key == key:
+                    outcomes[item.index] = (Status.STALE, None)
+        replaced = [(written[key], winners[key].snapshot, key in existed) for key in written]
+        _replace_children(conn, projection, replaced)
+    if purges:
+        conn.execute(_purge_statement(), purges)
+
+
+def _held_versions(
+    conn: Connection, projection: Projection, keys: set[tuple[Any, ...]]
+) -> dict[tuple[Any, ...], tuple[Any, Any]]:
+    return bulk.held_versions(conn, projection.table, projection.identity, sorted(keys, key=repr))
+
+
+def _purges(items: list[_Item]) -> list[dict[str, Any]]:
+    """An App Delete, stale or not, makes its app remember the newest delete time."""
+    newest: dict[tuple[str, str], datetime] = {}
+    for item in items:
+        if item.snapshot.purges is not None:
+            app = (item.snapshot.values["org_id"], item.snapshot.values["name"])
+            newest[app] = max(newest.get(app, item.snapshot.purges), item.snapshot.purges)
+    return [{"o": org, "n": name, "t": time} for (org, name), time in sorted(newest.items())]
+
+
+def _upsert(conn: Connection, projection: Projection, winners: list[_Item]) -> dict[tuple[Any, ...], int]:
+    """Write each object's newest snapshot under the guard; the ids of the rows written, by key."""
+    rows = []
+    for item in winners:
+        envelope = item.envelope
+        rows.append(
+            {
+                **item.snapshot.values,
+                **item.snapshot.insert_only,
+                "version_at": envelope.time,
+                "version_id": envelope.id,
+                "deleted_at": envelope.time if envelope.action == "Delete" else None,
+            }
+        )
+    insert_only = tuple(winners[0].snapshot.insert_only)
+    return bulk.upsert(conn, projection.table, projection.identity, rows, insert_only)
+
+
+def _replace_children(conn: Connection, projection: Projection, replaced: list[tuple[int, Snapshot, bool]]) -> None:
+    """Children follow the snapshot: what the rewritten rows had goes (their own children by
+    cascade), what the snapshots hold comes in, in order. A row that is new had nothing."""
+    if not projection.children:
+        return
+    table = projection.table
+    had_children = [row_id for row_id, _, existed in replaced if existed]
+    for child in projection.children:
+        column = _parent_column(child, table)
+        if column is None:  # a grandchild: removed by cascade
+            continue
+        bulk.delete_children(conn, child, column, had_children)
+    _insert_children(conn, [(row_id, snapshot.children) for row_id, snapshot, _ in replaced], table)
+
+
+def _insert_children(conn: Connection, parents: list[tuple[int, Sequence[Children]]], parent_table: Table) -> None:
+    """Insert the children of every parent, one multi-row INSERT per table, then theirs."""
+    by_table: dict[Table, list[tuple[int, int, dict[str, Any]]]] = defaultdict(list)
+    for parent_id, children in parents:
+        for group in children:
+            for position, row in enumerate(group.rows):
+                by_table[group.table].append((parent_id, position, row))
+    for table, entries in by_table.items():
+        column = _parent_column(table, parent_table)
+        rows = [
+            {column: parent_id, "position": position, **{k: v for k, v in row.items() if k != CHILDREN}}
+            for parent_id, position, row in entries
+        ]
+        nested = [(parent_id, position, row[CHILDREN]) for parent_id, position, row in entries if row.get(CHILDREN)]
+        ids = bulk.insert_rows(conn, table, rows, key=(column, "position") if nested else ())
+        if nested:
+            _insert_children(
+                conn, [(ids[(parent_id, position)], children) for parent_id, position, children in nested], table
+            )
+
+
+def _ensure_apps(conn: Connection, apps: list[tuple[str, str]]) -> None:
+    """An event for an object of an unknown app creates the app, with no version of its own."""
+    rows = [{"org_id": org_id, "name": name} for org_id, name in apps]
+    bulk.insert_ignoring_conflicts(conn, App.__table__, ("org_id", "name"), rows)
+
+
+# --- statements, built once ----------------------------------------------------------------------
+
+
+def _parent_column(child: Table, parent: Table) -> str | None:
+    for fk in child.foreign_keys:
+        if fk.column.table is parent:
+            return fk.parent.name
+    return None
+
+
+@cache
+def _purge_statement() -> Any:
+    apps = App.__table__
+    return (
+        update(apps)
+        .where(apps.c.org_id == bindparam("o"), apps.c.name == bindparam("n"))
+        .where(or_(apps.c.purged_at.is_(None), apps.c.purged_at < bindparam("t", type_=apps.c.purged_at.type)))
+        .values(purged_at=bindparam("t", type_=apps.c.purged_at.type))
+    )

@@ -1,0 +1,93 @@
+"""Keyset pagination with opaque cursors.
+
+A cursor holds the sort key of the last row served; the next page is the rows strictly after it
+in a total order (every key is unique within the list). Keys are natural (names, sns), never
+surrogate ids, so a cursor means the same after ``replay --rebuild``. Rows inserted between two pages therefore
+never shift the page boundary: nothing already listed repeats and nothing listed before is skipped.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, bindparam, tuple_
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from cmdb_sync.errors import BadRequest
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+def _encode_value(value: Any) -> Any:
+    return {"dt": value.isoformat()} if isinstance(value, datetime) else value
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"dt"}:
+        return datetime.fromisoformat(value["dt"])
+    return value
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    raw = json.dumps([_encode_value(v) for v in values], separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, keys: Sequence[ColumnElement[Any]]) -> list[Any]:
+    """The sort key a cursor holds, each value of its key's type; anything else is a 400."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(values, list) or len(values) != len(keys):
+            raise ValueError
+        decoded = [_decode_value(v) for v in values]
+        if not all(_fits(value, key) for value, key in zip(decoded, keys, strict=True)):
+            raise ValueError
+        return decoded
+    except (ValueError, binascii.Error, UnicodeError, TypeError, RecursionError, OverflowError):
+        msg = "cursor: not a cursor this list gave out"
+        raise BadRequest(msg, field="cursor") from None
+
+
+def _fits(value: Any, key: ColumnElement[Any]) -> bool:
+    """Whether a cursor value can be compared with its key: the key's Python type, text that is
+    Unicode, a time with its offset that stays in range in UTC."""
+    expected = key.type.python_type
+    if isinstance(value, str):
+        value.encode("utf-8")  # UnicodeEncodeError on a lone surrogate
+    if isinstance(value, datetime):
+        value.astimezone(UTC)  # OverflowError at the edges of time
+        return expected is datetime and value.tzinfo is not None
+    return isinstance(value, expected) and not isinstance(value, bool)
+
+
+def paginate(
+    session: Session,
+    stmt: Select[Any],
+    keys: Sequence[ColumnElement[Any]],
+    *,
+    limit: int,
+    cursor: str | None,
+    descending: bool = False,
+) -> tuple[list[Any], str | None]:
+    """One page of ``stmt`` ordered by ``keys`` (all ascending, or all descending)."""
+    labels = [f"_page_key_{i}" for i in range(len(keys))]
+    if cursor is not None:
+        after = decode_cursor(cursor, keys)
+        bound = tuple_(*(bindparam(None, value, type_=key.type) for key, value in zip(keys, after, strict=True)))
+        stmt = stmt.where(tuple_(*keys) < bound if descending else tuple_(*keys) > bound)
+    order = [key.desc() if descending else key.asc() for key in keys]
+    stmt = stmt.add_columns(*(key.label(label) for key, label in zip(keys, labels, strict=True)))
+    rows = session.execute(stmt.order_by(*order).limit(limit + 1)).all()
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]._mapping
+    return rows, encode_cursor([last[label] for label in labels])

@@ -1,0 +1,124 @@
+"""Configuration: one class, read from ``CMDB_SYNC_*`` environment variables and a ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///cmdb-sync.db"
+
+TokenList = Annotated[list[str], NoDecode]
+
+
+class ConfigError(Exception):
+    """Configuration that cannot work; its message is the one line an operator sees."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CMDB_SYNC_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="CMDB_SYNC_DATABASE_URL: SQLAlchemy URL. Default: SQLite file cmdb-sync.db in the "
+        "working directory. PostgreSQL: postgresql+psycopg://user:pass@host:5432/db",
+    )
+    webhook_tokens: TokenList = Field(
+        default_factory=list,
+        description="CMDB_SYNC_WEBHOOK_TOKENS: accepted X-AppStack-Token values, comma-separated "
+        "(two at once while rotating).",
+    )
+    webhook_allow_unauthenticated: bool = Field(
+        False,
+        description="CMDB_SYNC_WEBHOOK_ALLOW_UNAUTHENTICATED: accept deliveries without a token when "
+        "no token is configured. Off by default: the server refuses to start without tokens.",
+    )
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024,
+        gt=0,
+        description="CMDB_SYNC_MAX_BODY_BYTES: largest accepted webhook body; larger ones get 413.",
+    )
+    api_tokens: TokenList = Field(
+        default_factory=list,
+        description="CMDB_SYNC_API_TOKENS: bearer tokens for the read API, comma-separated. Unset: "
+        "the read API is open (a warning is logged).",
+    )
+    api_admin_tokens: TokenList = Field(
+        default_factory=list,
+        description="CMDB_SYNC_API_ADMIN_TOKENS: bearer tokens that may also reveal variable values "
+        "and read the event journal.",
+    )
+    appstack_token: str | None = Field(
+        None,
+        description="CMDB_SYNC_APPSTACK_TOKEN: personal access token for the AppStack OpenAPI (backfill).",
+    )
+    db_pool_size: int = Field(10, gt=0, description="CMDB_SYNC_DB_POOL_SIZE: connections per process.")
+    log_level: str = Field("INFO", description="CMDB_SYNC_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.")
+    header_timeout_seconds: int = Field(
+        10, gt=0, description="CMDB_SYNC_HEADER_TIMEOUT_SECONDS: a client must send its request headers within this."
+    )
+    body_timeout_seconds: int = Field(
+        30, gt=0, description="CMDB_SYNC_BODY_TIMEOUT_SECONDS: a webhook body must arrive within this (else 408)."
+    )
+    worker_max_rss_mib: int = Field(
+        512,
+        gt=0,
+        description="CMDB_SYNC_WORKER_MAX_RSS_MIB: a server worker whose memory stays above this is replaced "
+        "(gracefully, checked every 30 s).",
+    )
+
+    @field_validator("webhook_tokens", "api_tokens", "api_admin_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [token.strip() for token in value.split(",") if token.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            msg = "must be a sqlite:/// or postgresql+psycopg:// URL"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            msg = "must be DEBUG, INFO, WARNING or ERROR"
+            raise ValueError(msg)
+        return level
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def check_webhook_auth(self) -> None:
+        """Refuse to run a receiver that anyone could write to, unless that was asked for."""
+        if not self.webhook_tokens and not self.webhook_allow_unauthenticated:
+            msg = (
+                "no webhook token configured: set CMDB_SYNC_WEBHOOK_TOKENS, or "
+                "CMDB_SYNC_WEBHOOK_ALLOW_UNAUTHENTICATED=true to accept unauthenticated deliveries"
+            )
+            raise ConfigError(msg)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with invalid values turned into one ConfigError line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CMDB_SYNC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        msg = f"invalid configuration: {problems}"
+        raise ConfigError(msg) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
