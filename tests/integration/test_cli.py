@@ -9,10 +9,10 @@ from cmdb_sync.cli import main
 from cmdb_sync.db import make_engine
 
 
-def run(args: list[str], url: str | None = None, **env: str):
+def run(args: list[str], url: str | None = None, *, input: str | None = None, **env: str):
     environment = {"CMDB_SYNC_DATABASE_URL": url} if url else {}
     environment.update(env)
-    return CliRunner().invoke(main, args, env=environment)
+    return CliRunner().invoke(main, args, env=environment, input=input)
 
 
 def test_db_upgrade_current_downgrade(databases) -> None:
@@ -22,7 +22,7 @@ def test_db_upgrade_current_downgrade(databases) -> None:
     assert result.exit_code == 0, result.output
     current = run(["db", "current"], url)
     assert f"current: {migrate.head_revision()}" in current.output and "up to date" in current.output
-    assert run(["db", "downgrade", "base"], url).exit_code == 0
+    assert run(["db", "downgrade", "base", "--yes"], url).exit_code == 0
     engine = make_engine(url)
     try:
         assert migrate.current_revision(engine) is None
@@ -64,3 +64,43 @@ def test_db_upgrade_creates_the_default_sqlite_file(tmp_cwd) -> None:
     result = run(["db", "upgrade"])
     assert result.exit_code == 0, result.output
     assert (tmp_cwd / "cmdb-sync.db").exists()
+
+
+def test_db_downgrade_asks_first_and_a_no_changes_nothing(databases) -> None:
+    url = databases.fresh("sqlite")
+    assert run(["db", "upgrade"], url).exit_code == 0
+    refused = run(["db", "downgrade", "base"], url, input="n\n")
+    assert refused.exit_code == 1
+    assert "Downgrade the database schema to nothing" in refused.output
+    engine = make_engine(url)
+    try:
+        assert migrate.current_revision(engine) == migrate.head_revision()
+    finally:
+        engine.dispose()
+    assert run(["db", "downgrade", "base"], url, input="y\n").exit_code == 0
+
+
+def test_asyncio_database_urls_are_refused_in_one_line_that_says_what_to_write() -> None:
+    for url, advice in (
+        ("sqlite+aiosqlite:///x.db", "write sqlite:///x.db"),
+        ("postgresql+asyncpg://u@h/d", "write postgresql+psycopg://u@h/d"),
+    ):
+        result = run(["db", "current"], url)
+        assert result.exit_code == 1
+        assert advice in result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_plain_postgresql_url_means_psycopg() -> None:
+    from cmdb_sync.settings import load_settings
+
+    settings = load_settings(database_url="postgresql://u@h:5432/d", _env_file=None)
+    assert settings.database_url == "postgresql+psycopg://u@h:5432/d"
+
+
+def test_replay_of_a_kind_cmdb_sync_does_not_project_says_so(databases) -> None:
+    url = databases.fresh("sqlite")
+    result = run(["replay", "--kind", "Nope"], url)
+    assert result.exit_code == 0
+    assert "'Nope' is not a kind cmdb-sync projects" in result.output
+    assert "AppOrchestration" in result.output

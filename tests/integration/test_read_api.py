@@ -364,3 +364,11 @@ def test_path_parameters_and_reserved_names_are_not_query_parameters(api) -> Non
         response = api.get(url)
         assert response.status_code == 400, url
         assert "unknown query parameter" in response.json()["detail"]
+
+
+def test_a_parameter_out_of_range_is_a_problem_naming_it(api) -> None:
+    response = api.get("/api/v1/apps", params={"limit": 0})
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["field"] == "limit"
+    assert response.json()["detail"].startswith("limit:")

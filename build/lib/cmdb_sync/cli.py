@@ -146,8 +146,13 @@ def upgrade(revision: str) -> None:
 
 @db.command()
 @click.argument("revision", default="-1")
-def downgrade(revision: str) -> None:
-    """Downgrade the schema (default: one migration back; 'base' empties it)."""
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def downgrade(revision: str, yes: bool) -> None:
+    """Downgrade the schema (default: one migration back; 'base' empties it). Downgrading drops
+    what later migrations added, data included: it asks first, unless --yes."""
+    if not yes:
+        where = "to nothing (every table dropped)" if revision == "base" else f"to {revision}"
+        click.confirm(f"Downgrade the database schema {where}? Data in what is dropped is lost", abort=True, err=True)
     _migrate_to(migrate.downgrade, revision)
 
 
@@ -189,6 +194,7 @@ def _finish(reporter: ProgressReporter, what: str) -> None:
 @click.option("--kind", help="Only events of this objectKind.")
 def replay(failed_only: bool, rebuild: bool, since: datetime | None, kind: str | None) -> None:
     """Re-apply the journal to the projections, in (time, id) order. Safe while the server runs."""
+    from cmdb_sync.projections import REGISTRY
     from cmdb_sync.replay import Selection
     from cmdb_sync.replay import replay as run_replay
 
@@ -196,6 +202,9 @@ def replay(failed_only: bool, rebuild: bool, since: datetime | None, kind: str |
         msg = "--rebuild re-applies the whole journal: it takes no --failed, --since or --kind"
         raise click.UsageError(msg)
     settings = _settings()
+    if kind is not None and kind not in REGISTRY:
+        known = ", ".join(sorted(REGISTRY))
+        click.echo(f"note: {kind!r} is not a kind cmdb-sync projects ({known}); its events replay as unsupported", err=True)
     selection = Selection(failed_only=failed_only, since=since, kind=kind)
     with _database(settings) as database, reporting("rebuild" if rebuild else "replay") as reporter:
         run_replay(database.sessions, selection, reporter, rebuild=rebuild)

@@ -79,10 +79,25 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
-        if not value.startswith(("sqlite", "postgresql")):
-            msg = "must be a sqlite:/// or postgresql+psycopg:// URL"
+        """SQLite through Python's sqlite3, PostgreSQL through psycopg 3: the drivers cmdb-sync
+        ships with. A plain ``postgresql://`` means psycopg; another driver is refused in one line
+        that says what to write instead (asyncio drivers are not used: the code is synchronous)."""
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            msg = "must be a URL: sqlite:///path/to/file.db or postgresql+psycopg://user:pass@host:5432/db"
             raise ValueError(msg)
-        return value
+        backend, _, driver = scheme.partition("+")
+        if backend == "sqlite" and driver in ("", "pysqlite"):
+            return value
+        if backend in ("postgresql", "postgres") and driver in ("", "psycopg"):
+            return f"postgresql+psycopg://{rest}"
+        if backend == "sqlite":
+            msg = f"the {driver} driver is not used: write sqlite://{rest}"
+        elif backend in ("postgresql", "postgres"):
+            msg = f"the {driver} driver is not used: write postgresql+psycopg://{rest}"
+        else:
+            msg = "must be a sqlite:/// or postgresql+psycopg:// URL"
+        raise ValueError(msg)
 
     @field_validator("log_level")
     @classmethod
@@ -113,7 +128,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"CMDB_SYNC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            f"CMDB_SYNC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
         )
         msg = f"invalid configuration: {problems}"
         raise ConfigError(msg) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
 from pydantic import BaseModel, ConfigDict
@@ -30,6 +31,16 @@ def domain_problem(exc: CmdbSyncError) -> ProblemDetailsException:
     )
 
 
+def validation_problem(exc: ValidationException) -> ProblemDetailsException:
+    """A parameter Litestar could not validate (``limit=0``): one line naming the field, as the
+    house's own 400s do."""
+    problems = exc.extra if isinstance(exc.extra, list) else []
+    fields = [p.get("key") for p in problems if isinstance(p, dict) and p.get("key")]
+    detail = "; ".join(f"{p.get('key')}: {p.get('message')}" for p in problems if isinstance(p, dict)) or str(exc.detail)
+    extra = {"field": fields[0]} if len(fields) == 1 else ({"fields": fields} if fields else {})
+    return domain_problem(BadRequest(detail, **extra))
+
+
 def database_problem(exc: SQLAlchemyError) -> ProblemDetailsException:
     log.warning("database error answered 503: %s", exc)
     return domain_problem(DatabaseUnavailable("database unavailable; retry later"))
@@ -51,6 +62,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
             enable_for_all_http_exceptions=True,
             exception_to_problem_detail_map={
                 CmdbSyncError: domain_problem,
+                ValidationException: validation_problem,
                 SQLAlchemyError: database_problem,
                 DataError: data_problem,
                 Exception: unexpected_problem,
