@@ -44,3 +44,17 @@ def test_invalid_values_make_one_line_naming_each_variable(tmp_cwd, monkeypatch)
     message = str(info.value)
     assert "\n" not in message
     assert "CMDB_SYNC_MAX_BODY_BYTES" in message and "CMDB_SYNC_LOG_LEVEL" in message
+
+
+def test_the_command_line_imports_nothing_heavy_before_a_command_runs() -> None:
+    """`cmdb-sync --help` answers at once: importing the CLI loads click, not the database, the
+    migrations, the web framework, the HTTP client or the terminal UI."""
+    import subprocess
+    import sys
+
+    probe = "import sys, cmdb_sync.cli; print(' '.join(sorted(sys.modules)))"
+    loaded = set(
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    )
+    heavy = {"sqlalchemy", "alembic", "litestar", "httpx", "rich", "pydantic", "granian", "psycopg"}
+    assert heavy.isdisjoint(loaded), heavy & loaded
