@@ -5,18 +5,16 @@ from __future__ import annotations
 import logging
 import sys
 
-from litestar import Litestar, Router
+from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from cmdb_sync import __version__
-from cmdb_sync.api.auth import ACCESS, PUBLIC, provide_principal, require_token
+from cmdb_sync.api.auth import provide_principal, require_token
 from cmdb_sync.api.deployments import DeploymentsController
 from cmdb_sync.api.health import healthz, metrics, readyz
 from cmdb_sync.api.inventory import InventoryController
 from cmdb_sync.api.journal import JournalController
+from cmdb_sync.api.openapi import openapi_config, swagger_assets
 from cmdb_sync.api.params import provide_db
 from cmdb_sync.api.problems import problem_details_plugin
 from cmdb_sync.api.state import ServerState
@@ -45,6 +43,7 @@ def create_app(settings: Settings) -> Litestar:
             healthz,
             readyz,
             metrics,
+            swagger_assets(),
         ],
         # closed by default: a route without opt={ACCESS: PUBLIC} needs a read token (when any is set)
         guards=[require_token],
@@ -57,13 +56,7 @@ def create_app(settings: Settings) -> Litestar:
         request_max_body_size=settings.max_body_bytes,
         on_startup=[state.start],
         on_shutdown=[state.stop],
-        openapi_config=OpenAPIConfig(
-            title="cmdb-sync",
-            version=__version__,
-            description="System of record for Alibaba Cloud Yunxiao AppStack: webhook receiver and inventory API.",
-            render_plugins=[SwaggerRenderPlugin()],
-            openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, opt={ACCESS: PUBLIC}),
-        ),
+        openapi_config=openapi_config(),
     )
 
 

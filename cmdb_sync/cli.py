@@ -230,7 +230,9 @@ def replay(failed_only: bool, rebuild: bool, since: datetime | None, kind: str |
     settings = _settings()
     if kind is not None and kind not in REGISTRY:
         known = ", ".join(sorted(REGISTRY))
-        click.echo(f"note: {kind!r} is not a kind cmdb-sync projects ({known}); its events replay as unsupported", err=True)
+        click.echo(
+            f"note: {kind!r} is not a kind cmdb-sync projects ({known}); its events replay as unsupported", err=True
+        )
     selection = Selection(failed_only=failed_only, since=since, kind=kind)
     with _database(settings) as database, reporting("rebuild" if rebuild else "replay") as reporter:
         run_replay(database.sessions, selection, reporter, rebuild=rebuild)

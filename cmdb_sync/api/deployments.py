@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from sqlalchemy.orm import Session
 
+from cmdb_sync.api.openapi import API_SECURITY
 from cmdb_sync.api.params import Cursor, Limit, OrgId, reject_unknown_query_parameters
 from cmdb_sync.api.problems import LIST_PROBLEMS, NESTED_LIST_PROBLEMS, ONE_PROBLEMS
 from cmdb_sync.read import deployments
@@ -24,6 +25,7 @@ class DeploymentsController(Controller):
     path = "/api/v1"
     tags = ["deployments"]
     before_request = reject_unknown_query_parameters
+    security = API_SECURITY
 
     @get(
         "/apps/{app:str}/change-orders",

@@ -11,6 +11,7 @@ from litestar.params import FromPath, QueryParameter
 from sqlalchemy.orm import Session
 
 from cmdb_sync.api.auth import ACCESS, ADMIN
+from cmdb_sync.api.openapi import API_SECURITY
 from cmdb_sync.api.params import Cursor, Limit, reject_unknown_query_parameters
 from cmdb_sync.api.problems import LIST_PROBLEMS, ONE_PROBLEMS
 from cmdb_sync.errors import BadRequest
@@ -39,6 +40,7 @@ class JournalController(Controller):
     tags = ["journal"]
     opt = {ACCESS: ADMIN, "admin_what": "the event journal"}
     before_request = reject_unknown_query_parameters
+    security = API_SECURITY
 
     @get(
         "/events",

@@ -36,7 +36,9 @@ def validation_problem(exc: ValidationException) -> ProblemDetailsException:
     house's own 400s do."""
     problems = exc.extra if isinstance(exc.extra, list) else []
     fields = [p.get("key") for p in problems if isinstance(p, dict) and p.get("key")]
-    detail = "; ".join(f"{p.get('key')}: {p.get('message')}" for p in problems if isinstance(p, dict)) or str(exc.detail)
+    detail = "; ".join(f"{p.get('key')}: {p.get('message')}" for p in problems if isinstance(p, dict)) or str(
+        exc.detail
+    )
     extra = {"field": fields[0]} if len(fields) == 1 else ({"fields": fields} if fields else {})
     return domain_problem(BadRequest(detail, **extra))
 

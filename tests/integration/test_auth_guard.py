@@ -88,3 +88,28 @@ def test_a_route_that_forgets_about_auth_is_closed_all_the_same(engine, migrated
         allowed = client.get("/api/v1/forgotten", headers={"Authorization": f"Bearer {READER}"})
         assert allowed.status_code == 200
         assert allowed.json() == {"secret": "inventory"}
+
+
+def test_the_openapi_document_says_how_to_authenticate_and_names_every_operation(closed_app) -> None:
+    document = closed_app.get("/schema/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearerToken"] == {**schemes["bearerToken"], "type": "http", "scheme": "bearer"}
+    assert schemes["webhookToken"]["name"] == "X-AppStack-Token"
+    operations = [op for item in document["paths"].values() for op in item.values()]
+    ids = [op["operationId"] for op in operations]
+    assert len(ids) == len(set(ids)) and "listApps" in ids and "getEnv" in ids and "receiveWebhook" in ids
+    for path in read_routes(closed_app):
+        assert document["paths"][path]["get"]["security"] == [{"bearerToken": []}], path
+    webhook = document["paths"]["/webhooks/appstack"]["post"]
+    assert webhook["security"] == [{"webhookToken": []}]
+    assert {p["name"] for p in webhook["parameters"]} >= {"X-AppStack-Event", "X-AppStack-Action", "X-AppStack-App"}
+    examples = webhook["requestBody"]["content"]["application/json"]["examples"]
+    assert examples["04_Env_Update"]["value"]["objectKind"] == "Env"
+
+
+def test_the_swagger_page_loads_nothing_from_the_internet(closed_app) -> None:
+    page = closed_app.get("/schema/swagger")
+    assert page.status_code == 200
+    assert "http://" not in page.text and "https://" not in page.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js", "favicon-32x32.png"):
+        assert closed_app.get(f"/schema/assets/{asset}").status_code == 200, asset

@@ -1,4 +1,8 @@
-"""The ``cmdb-sync`` command: serve, db, and the operator commands."""
+"""The ``cmdb-sync`` command: serve, db, and the operator commands.
+
+Only click is imported up front: each command imports what it uses (SQLAlchemy, Alembic, the
+server, the HTTP client) when it runs, so ``cmdb-sync --help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +14,23 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
-import httpx
-from sqlalchemy.exc import SQLAlchemyError
 
-from cmdb_sync import migrate
-from cmdb_sync.db import Database, describe_error
-from cmdb_sync.progress import ProgressReporter, reporting
-from cmdb_sync.settings import ConfigError, Settings, load_settings
-from cmdb_sync.status import Status
 from cmdb_sync.supervision import SUPERVISOR_ENV
-from cmdb_sync.times import as_utc
+
+if TYPE_CHECKING:
+    import httpx
+
+    from cmdb_sync.db import Database
+    from cmdb_sync.progress import ProgressReporter
+    from cmdb_sync.settings import Settings
 
 
 def _settings() -> Settings:
+    from cmdb_sync.settings import ConfigError, load_settings
+
     try:
         return load_settings()
     except ConfigError as exc:
@@ -35,6 +40,10 @@ def _settings() -> Settings:
 @contextmanager
 def _database_errors() -> Iterator[None]:
     """A database that cannot be reached or used is one line, not a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cmdb_sync.db import describe_error
+
     try:
         yield
     except SQLAlchemyError as exc:
@@ -44,6 +53,8 @@ def _database_errors() -> Iterator[None]:
 def _ensure_schema(settings: Settings, database: Database, *, migrate_postgresql: bool = False, hint: str = "") -> None:
     """The embedded SQLite default is migrated on the spot; a PostgreSQL schema that is behind
     stops the command, unless migrating it was asked for."""
+    from cmdb_sync import migrate
+
     if settings.is_sqlite or migrate_postgresql:
         migrate.upgrade(settings.database_url)
         return
@@ -56,6 +67,8 @@ def _ensure_schema(settings: Settings, database: Database, *, migrate_postgresql
 def _database(settings: Settings) -> Iterator[Database]:
     """The command's one database, at the newest migration (see ``_ensure_schema``), disposed at the end;
     a database that cannot be reached or used is one line."""
+    from cmdb_sync.db import Database
+
     with _database_errors(), Database.open(settings.database_url) as database:
         _ensure_schema(settings, database)
         yield database
@@ -81,6 +94,9 @@ def serve(host: str, port: int, workers: int, run_migrations: bool) -> None:
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
     from granian.server import Server
+
+    from cmdb_sync.db import Database
+    from cmdb_sync.settings import ConfigError
 
     settings = _settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -141,6 +157,8 @@ def _migrate_to(step: Callable[[str, str], None], revision: str) -> None:
 @click.argument("revision", default="head")
 def upgrade(revision: str) -> None:
     """Upgrade the schema (default: to the newest migration)."""
+    from cmdb_sync import migrate
+
     _migrate_to(migrate.upgrade, revision)
 
 
@@ -153,12 +171,17 @@ def downgrade(revision: str, yes: bool) -> None:
     if not yes:
         where = "to nothing (every table dropped)" if revision == "base" else f"to {revision}"
         click.confirm(f"Downgrade the database schema {where}? Data in what is dropped is lost", abort=True, err=True)
+    from cmdb_sync import migrate
+
     _migrate_to(migrate.downgrade, revision)
 
 
 @db.command()
 def current() -> None:
     """Print the schema's revision and the newest one."""
+    from cmdb_sync import migrate
+    from cmdb_sync.db import Database
+
     settings = _settings()
     with _database_errors(), Database.open(settings.database_url, pool_size=1) as database:
         revision = migrate.current_revision(database.engine)
@@ -173,6 +196,8 @@ class IsoTime(click.ParamType):
     name = "ISO-8601"
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        from cmdb_sync.times import as_utc
+
         if isinstance(value, datetime):
             return as_utc(value)
         try:
@@ -194,6 +219,7 @@ def _finish(reporter: ProgressReporter, what: str) -> None:
 @click.option("--kind", help="Only events of this objectKind.")
 def replay(failed_only: bool, rebuild: bool, since: datetime | None, kind: str | None) -> None:
     """Re-apply the journal to the projections, in (time, id) order. Safe while the server runs."""
+    from cmdb_sync.progress import reporting
     from cmdb_sync.projections import REGISTRY
     from cmdb_sync.replay import Selection
     from cmdb_sync.replay import replay as run_replay
@@ -204,7 +230,9 @@ def replay(failed_only: bool, rebuild: bool, since: datetime | None, kind: str |
     settings = _settings()
     if kind is not None and kind not in REGISTRY:
         known = ", ".join(sorted(REGISTRY))
-        click.echo(f"note: {kind!r} is not a kind cmdb-sync projects ({known}); its events replay as unsupported", err=True)
+        click.echo(
+            f"note: {kind!r} is not a kind cmdb-sync projects ({known}); its events replay as unsupported", err=True
+        )
     selection = Selection(failed_only=failed_only, since=since, kind=kind)
     with _database(settings) as database, reporting("rebuild" if rebuild else "replay") as reporter:
         run_replay(database.sessions, selection, reporter, rebuild=rebuild)
@@ -218,6 +246,8 @@ def import_(source: TextIO) -> None:
     """Ingest archived deliveries from SOURCE ('-' for stdin), one JSON per line: either
     {"headers": {...}, "body": {...}} or a bare body. Bad lines are reported and skipped."""
     from cmdb_sync.archive import import_lines
+    from cmdb_sync.progress import reporting
+    from cmdb_sync.status import Status
 
     settings = _settings()
     total = None
@@ -243,6 +273,7 @@ def import_(source: TextIO) -> None:
 def export(since: datetime | None, kind: str | None, output: TextIO) -> None:
     """Write the journal as one JSON per line, in the form `import` reads (importing it back is a no-op)."""
     from cmdb_sync.archive import export_lines, write_lines
+    from cmdb_sync.progress import reporting
 
     settings = _settings()
     with _database(settings) as database, reporting("export") as reporter:
@@ -253,6 +284,8 @@ def export(since: datetime | None, kind: str | None, output: TextIO) -> None:
 
 def appstack_http(base_url: str, token: str) -> httpx.Client:
     """The HTTP client backfill talks to AppStack with (tests put a fake AppStack behind it)."""
+    import httpx
+
     return httpx.Client(base_url=base_url, headers={"x-yunxiao-token": token}, timeout=30.0)
 
 
@@ -269,6 +302,7 @@ def backfill(org: str, app: str | None, base_url: str | None, edition: str, max_
     and ingest them as snapshot events; delete what the source no longer lists. Resumable."""
     from cmdb_sync.appstack import CENTRAL_BASE_URL, AppStackClient, AppStackError
     from cmdb_sync.backfill import Backfill, parse_max_delete
+    from cmdb_sync.progress import reporting
 
     settings = _settings()
     if not settings.appstack_token:

@@ -14,6 +14,7 @@ from litestar.params import FromPath, QueryParameter
 from sqlalchemy.orm import Session
 
 from cmdb_sync.api.auth import Principal
+from cmdb_sync.api.openapi import API_SECURITY
 from cmdb_sync.api.params import (
     Cursor,
     IncludeDeleted,
@@ -34,6 +35,7 @@ class InventoryController(Controller):
     path = "/api/v1"
     tags = ["inventory"]
     before_request = reject_unknown_query_parameters
+    security = API_SECURITY
 
     @get("/apps", responses=LIST_PROBLEMS, sync_to_thread=True, summary="Apps")
     def list_apps(

@@ -12,6 +12,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from pydantic import BaseModel
 
 from cmdb_sync.api.auth import ACCESS, PUBLIC, token_accepted
+from cmdb_sync.api.openapi import WEBHOOK_SECURITY, WebhookOperation
 from cmdb_sync.api.problems import problem_responses
 from cmdb_sync.api.state import ServerState, server_state
 from cmdb_sync.errors import BadDelivery, DatabaseUnavailable, PayloadTooLarge, RequestTimeout, Unauthorized
@@ -59,6 +60,8 @@ def acknowledge(result: IngestResult) -> Response[WebhookAck]:
     status_code=200,
     tags=["webhooks"],
     opt={ACCESS: PUBLIC},  # not the bearer tokens of the API: X-AppStack-Token, checked below
+    security=WEBHOOK_SECURITY,
+    operation_class=WebhookOperation,
     responses={
         202: ResponseSpec(data_container=WebhookAck, description="Journaled, not projected: unsupported or failed"),
         **problem_responses(400, 401, 408, 413, 503),
