@@ -85,7 +85,15 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
 @click.option("--migrate", "run_migrations", is_flag=True, help="Upgrade a PostgreSQL schema that is behind.")
-def serve(host: str, port: int, workers: int, run_migrations: bool) -> None:
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), help="Log lines as text or JSON (CMDB_SYNC_LOG_FORMAT)."
+)
+@click.option(
+    "--access-log/--no-access-log", default=None, help="Log every request but the health probes (CMDB_SYNC_ACCESS_LOG)."
+)
+def serve(
+    host: str, port: int, workers: int, run_migrations: bool, log_format: str | None, access_log: bool | None
+) -> None:
     """Run the webhook receiver and the read API (granian, ASGI).
 
     On SQLite the database is created and migrated here; on PostgreSQL a schema that is not at the
@@ -93,13 +101,17 @@ def serve(host: str, port: int, workers: int, run_migrations: bool) -> None:
     """
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
+    from granian.log import LogLevels
     from granian.server import Server
 
+    from cmdb_sync import logs
     from cmdb_sync.db import Database
     from cmdb_sync.settings import ConfigError
 
     settings = _settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_format = log_format or settings.log_format
+    access_log = settings.access_log if access_log is None else access_log
+    logs.configure(settings.log_level, log_format)
     # What would stop every worker is said once, here, before any starts.
     try:
         settings.check_webhook_auth()
@@ -113,7 +125,7 @@ def serve(host: str, port: int, workers: int, run_migrations: bool) -> None:
     _refuse_a_taken_port(host, port)
     # the workers exit if this process dies (app.watch_parent), instead of serving on unsupervised
     os.environ[SUPERVISOR_ENV] = str(os.getpid())
-    click.echo(f"cmdb-sync listening on http://{host}:{port} ({workers} worker(s))", err=True)
+    logging.getLogger("cmdb_sync").info("listening on http://%s:%d (%d worker(s))", host, port, workers)
     Server(
         "cmdb_sync.app:app_factory",
         factory=True,
@@ -121,7 +133,9 @@ def serve(host: str, port: int, workers: int, run_migrations: bool) -> None:
         address=host,
         port=port,
         workers=workers,
-        log_access=False,
+        log_level=LogLevels(settings.log_level.lower()),
+        log_dictconfig=logs.dict_config(settings.log_level, log_format),
+        log_access=access_log,
         respawn_failed_workers=True,  # a worker that dies is replaced; the others go on answering
         workers_max_rss=settings.worker_max_rss_mib,
         http1_settings=HTTP1Settings(header_read_timeout=settings.header_timeout_seconds * 1000),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(10, gt=0, description="CMDB_SYNC_DB_POOL_SIZE: connections per process.")
     log_level: str = Field("INFO", description="CMDB_SYNC_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="CMDB_SYNC_LOG_FORMAT: text (a line a person reads) or json (one object a line)."
+    )
+    access_log: bool = Field(False, description="CMDB_SYNC_ACCESS_LOG: log every request but the health probes.")
     header_timeout_seconds: int = Field(
         10, gt=0, description="CMDB_SYNC_HEADER_TIMEOUT_SECONDS: a client must send its request headers within this."
     )

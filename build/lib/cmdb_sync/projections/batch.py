@@ -151,7 +151,6 @@ def _refused(envelope: Envelope, exc: Exception) -> Outcome:
 
 def _write_kind(conn: Connection, projection: Projection, items: list[_Item], outcomes: list[Any]) -> None:
     held = _held_versions(conn, projection, {item.key for item in items})
-    existed = set(held)
     winners: dict[tuple[Any, ...], _Item] = {}
     for item in items:  # in arrival order: each against everything before it
         current = held.get(item.key)
@@ -168,7 +167,7 @@ def _write_kind(conn: Connection, projection: Projection, items: list[_Item], ou
             for item in items:
                 if item.key == key:
                     outcomes[item.index] = (Status.STALE, None)
-        replaced = [(written[key], winners[key].snapshot, key in existed) for key in written]
+        replaced = [(written[key], winners[key].snapshot) for key in written]
         _replace_children(conn, projection, replaced)
     if purges:
         conn.execute(_purge_statement(), purges)
@@ -208,19 +207,20 @@ def _upsert(conn: Connection, projection: Projection, winners: list[_Item]) -> d
     return bulk.upsert(conn, projection.table, projection.identity, rows, insert_only)
 
 
-def _replace_children(conn: Connection, projection: Projection, replaced: list[tuple[int, Snapshot, bool]]) -> None:
+def _replace_children(conn: Connection, projection: Projection, replaced: list[tuple[int, Snapshot]]) -> None:
     """Children follow the snapshot: what the rewritten rows had goes (their own children by
-    cascade), what the snapshots hold comes in, in order. A row that is new had nothing."""
+    cascade), what the snapshots hold comes in, in order. Every rewritten row's children are
+    deleted, even one that was not there when the batch read the held versions: another process
+    may have created it since, children included, and this write has just overwritten it."""
     if not projection.children:
         return
     table = projection.table
-    had_children = [row_id for row_id, _, existed in replaced if existed]
+    row_ids = [row_id for row_id, _ in replaced]
     for child in projection.children:
         column = _parent_column(child, table)
-        if column is None:  # a grandchild: removed by cascade
-            continue
-        bulk.delete_children(conn, child, column, had_children)
-    _insert_children(conn, [(row_id, snapshot.children) for row_id, snapshot, _ in replaced], table)
+        if column is not None:  # a grandchild goes by cascade
+            bulk.delete_children(conn, child, column, row_ids)
+    _insert_children(conn, [(row_id, snapshot.children) for row_id, snapshot in replaced], table)
 
 
 def _insert_children(conn: Connection, parents: list[tuple[int, Sequence[Children]]], parent_table: Table) -> None:
