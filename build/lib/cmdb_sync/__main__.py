@@ -1,3 +1,0 @@
-from cmdb_sync.cli import main
-
-main()
