@@ -13,7 +13,7 @@ from typing import Any, Self, TypeVar
 from sqlalchemy import Engine, Select, Table, bindparam, create_engine, event, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -142,7 +142,7 @@ def is_data_error(exc: BaseException) -> bool:
     return sqlstate[:2] in DATA_ERROR_CLASSES or isinstance(orig, UnicodeError)
 
 
-def describe_error(exc: SQLAlchemyError) -> str:
+def describe_error(exc: BaseException) -> str:
     """The first line of what the driver said: enough for an operator, without the SQL and traceback."""
     orig = getattr(exc, "orig", None)
     lines = str(orig or exc).strip().splitlines()

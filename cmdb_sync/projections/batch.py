@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, or_, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from cmdb_sync.db import is_data_error
+from cmdb_sync.db import describe_error, is_data_error
 from cmdb_sync.errors import ProjectionError
 from cmdb_sync.events import MAX_NAME_CHARS, Envelope
 from cmdb_sync.models import App
@@ -139,9 +139,7 @@ def _is_outage(exc: Exception) -> bool:
 
 
 def _refused(envelope: Envelope, exc: Exception) -> Outcome:
-    orig = getattr(exc, "orig", None) or exc
-    lines = str(orig).strip().splitlines()
-    detail = lines[0] if lines else type(exc).__name__
+    detail = describe_error(exc)
     log.info("event %s refused by the database: %s", envelope.id, detail)
     return Status.FAILED, f"refused by the database: {detail}"[:MAX_ERROR_CHARS]
 

@@ -95,8 +95,9 @@ def _pg_held_sql(table: Table, identity: tuple[str, ...]) -> str:
     arrays = ", ".join(f"%(c{i})b::{_pg_type(table, name)}[]" for i, name in enumerate(identity))
     aliases = ", ".join(f"k{i}" for i in range(len(identity)))
     joined = " AND ".join(f't."{name}" = k.k{i}' for i, name in enumerate(identity))
+    held = ", ".join(f't."{name}"' for name in identity)
     return (
-        f"SELECT {', '.join(f't.{chr(34)}{n}{chr(34)}' for n in identity)}, t.version_at, t.version_id "
+        f"SELECT {held}, t.version_at, t.version_id "
         f'FROM "{table.name}" AS t JOIN unnest({arrays}) AS k({aliases}) ON {joined}'
     )
 
