@@ -51,7 +51,13 @@ def receiver() -> Litestar:
     async def startup() -> None:
         await pool.open()
         async with pool.connection() as conn:
+            # the workers start together: one creates the table, the others wait for it
+            await conn.execute("SELECT pg_advisory_lock(4242)")
             await conn.execute(CREATE)
+            await conn.execute("SELECT pg_advisory_unlock(4242)")
+
+    async def shutdown() -> None:
+        await pool.close()
 
     @post("/webhooks/appstack", status_code=200)
     async def receive(request: Request) -> dict[str, str]:
@@ -61,7 +67,7 @@ def receiver() -> Litestar:
             await conn.execute(INSERT_PG, (event_id, dict(request.headers).__repr__(), body.decode()))
         return {"status": "stored"}
 
-    return Litestar([receive], on_startup=[startup], on_shutdown=[pool.close])
+    return Litestar([receive], on_startup=[startup], on_shutdown=[shutdown])
 
 
 def _sqlite_receiver() -> Litestar:
@@ -104,4 +110,10 @@ def reader() -> Litestar:
             return Response(b'{"status":404}', status_code=404, media_type="application/json")
         return Response(row[0].encode(), media_type="application/json")
 
-    return Litestar([one_env], on_startup=[pool.open], on_shutdown=[pool.close])
+    async def startup() -> None:
+        await pool.open()
+
+    async def shutdown() -> None:
+        await pool.close()
+
+    return Litestar([one_env], on_startup=[startup], on_shutdown=[shutdown])
