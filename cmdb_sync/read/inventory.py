@@ -162,7 +162,8 @@ def get_env(session: Session, app_name: str, env_name: str, *, org_id: str | Non
     conn = session.connection()
     params = {"app": app_name, "env": env_name, "org": org_id}
     rows = conn.execute(_env_statement(include_deleted, org_id is not None), params).all()
-    row = the_one([_AppOrg(r.app_org_id) for r in rows], f"app {app_name!r}", org_id) and rows[0]
+    the_one([_AppOrg(r.app_org_id) for r in rows], f"app {app_name!r}", org_id)
+    row = rows[0]
     if row.id is None:
         msg = f"env {env_name!r} of app {app_name!r} not found"
         raise NotFound(msg)
@@ -203,6 +204,9 @@ def _env_statement(include_deleted: bool, by_org: bool) -> Select[Any]:
 
 @cache
 def _children_statement(model: Any) -> Select[Any]:
+    """One env's children. Beside ``_children_of_envs_statement`` on purpose: for one env its
+    expanding IN costs more than it saves (measured: get_env 1.3 ms here, 1.6-1.8 ms with the
+    list's statements)."""
     table = model.__table__
     return select(table).where(table.c.env_id == bindparam("env_id")).order_by(table.c.position)
 
