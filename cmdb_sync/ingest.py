@@ -4,8 +4,9 @@ It knows nothing of HTTP: the webhook route (through the server's group-commit w
 ``backfill`` and ``replay`` all call it. One transaction per batch: the ids already journaled are
 duplicates; the others are projected set-based by ``projections.batch`` (each event's status what
 one-by-one processing in the batch's order would give) and journaled with their status in one
-multi-row insert whose primary key settles a race between processes; the batch commits once. A projection that fails leaves its journal row standing as ``failed``; a
-delivery the database refuses outright is retried alone, so it never fails its batch-mates.
+multi-row insert whose primary key settles a race between processes; the batch commits once. A
+projection that fails leaves its journal row standing as ``failed``; a delivery the database
+refuses outright is retried alone, so it never fails its batch-mates.
 """
 
 from __future__ import annotations

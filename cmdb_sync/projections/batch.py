@@ -148,7 +148,7 @@ def _refused(envelope: Envelope, exc: Exception) -> Outcome:
 
 
 def _write_kind(conn: Connection, projection: Projection, items: list[_Item], outcomes: list[Any]) -> None:
-    held = _held_versions(conn, projection, {item.key for item in items})
+    held = bulk.held_versions(conn, projection.table, projection.identity, list({item.key for item in items}))
     winners: dict[tuple[Any, ...], _Item] = {}
     for item in items:  # in arrival order: each against everything before it
         current = held.get(item.key)
@@ -169,12 +169,6 @@ def _write_kind(conn: Connection, projection: Projection, items: list[_Item], ou
         _replace_children(conn, projection, replaced)
     if purges:
         conn.execute(_purge_statement(), purges)
-
-
-def _held_versions(
-    conn: Connection, projection: Projection, keys: set[tuple[Any, ...]]
-) -> dict[tuple[Any, ...], tuple[Any, Any]]:
-    return bulk.held_versions(conn, projection.table, projection.identity, sorted(keys, key=repr))
 
 
 def _purges(items: list[_Item]) -> list[dict[str, Any]]:
