@@ -1,9 +1,11 @@
 """Archived deliveries in and out: one JSON document a line.
 
 A line is ``{"headers": {...}, "body": {...}}`` (``export`` adds ``received_at``), or a bare body.
-Import goes through the same pipeline as the endpoint, so statuses mean the same; a line that
-cannot be ingested is reported with its number and skipped, never stopping the rest. Importing an
-export into the same database is all duplicates; into an empty one it rebuilds the same state.
+Import also reads a file that holds one such document over several lines (a delivery saved from
+AppStack's webhook log, the seed fixtures) or a JSON array of them. Import goes through the same
+pipeline as the endpoint, so statuses mean the same; a document that cannot be ingested is reported
+with where it is and skipped, never stopping the rest. Importing an export into the same database is
+all duplicates; into an empty one it rebuilds the same state.
 """
 
 from __future__ import annotations
@@ -89,40 +91,100 @@ def parse_line(line: str) -> ArchivedDelivery:
     return ArchivedDelivery(headers=headers, raw=raw.encode(), received_at=received_at)
 
 
-def import_lines(
-    session_factory: sessionmaker[Session], lines: Iterable[str], reporter: Reporter, *, batch_size: int = IMPORT_BATCH
+def documents(name: str, source: TextIO) -> Iterator[tuple[str, str | BadDelivery]]:
+    """The archived deliveries of one file, each with where it is (``FILE line N``, ``FILE item N``).
+
+    A file whose first line is a JSON document on its own is JSON Lines, read a line at a time (an
+    export of millions stays flat in memory). Otherwise the file is one JSON document over several
+    lines: an object is one delivery, an array a list of them."""
+    lines = iter(source)
+    head: list[str] = []
+    for line in lines:
+        head.append(line)
+        if line.strip():
+            break
+    first = head[-1] if head else ""
+    if not first.strip():
+        return
+    if _is_document(first):
+        yield f"{name} line {len(head)}", first
+        for number, line in enumerate(lines, start=len(head) + 1):
+            if line.strip():
+                yield f"{name} line {number}", line
+        return
+    text = "".join(head) + "".join(lines)
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        yield name, BadDelivery(f"not JSON Lines, nor one JSON document ({exc})")
+        return
+    if isinstance(document, list):
+        for number, item in enumerate(document, start=1):
+            yield f"{name} item {number}", json.dumps(item, ensure_ascii=False)
+    else:
+        yield name, json.dumps(document, ensure_ascii=False)
+
+
+def count_json_lines(source: TextIO) -> int | None:
+    """How many documents a seekable JSON Lines file holds (for a progress bar); None for a file
+    of one JSON document over several lines. The file is left at its start."""
+    count = 0
+    json_lines = None
+    for line in source:
+        if line.strip():
+            if json_lines is None:
+                json_lines = _is_document(line)
+            count += 1
+    source.seek(0)
+    return count if json_lines else None
+
+
+def _is_document(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+def import_documents(
+    session_factory: sessionmaker[Session],
+    located: Iterable[tuple[str, str | BadDelivery]],
+    reporter: Reporter,
+    *,
+    batch_size: int = IMPORT_BATCH,
 ) -> None:
-    """Ingest every line, a batch at a time; a bad one is noted with its number and counted as ``invalid``."""
-    batch: list[tuple[int, Delivery]] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    """Ingest every document, a batch at a time; a bad one is noted with where it is and counted as ``invalid``."""
+    batch: list[tuple[str, Delivery]] = []
+    for where, text in located:
         try:
-            archived = parse_line(line)
+            if isinstance(text, BadDelivery):
+                raise text
+            archived = parse_line(text)
         except BadDelivery as exc:
-            _invalid(reporter, number, exc)
+            _invalid(reporter, where, exc)
             continue
-        batch.append((number, Delivery(archived.headers, archived.raw, archived.received_at)))
+        batch.append((where, Delivery(archived.headers, archived.raw, archived.received_at)))
         if len(batch) == batch_size:
             _ingest(session_factory, batch, reporter)
             batch = []
     _ingest(session_factory, batch, reporter)
 
 
-def _ingest(session_factory: sessionmaker[Session], batch: list[tuple[int, Delivery]], reporter: Reporter) -> None:
+def _ingest(session_factory: sessionmaker[Session], batch: list[tuple[str, Delivery]], reporter: Reporter) -> None:
     if not batch:
         return
-    for (number, _), result in zip(batch, ingest_batch(session_factory, [d for _, d in batch]), strict=True):
+    for (where, _), result in zip(batch, ingest_batch(session_factory, [d for _, d in batch]), strict=True):
         if isinstance(result, DatabaseUnavailable):
             raise result
         if isinstance(result, BadDelivery):
-            _invalid(reporter, number, result)
+            _invalid(reporter, where, result)
         else:
             reporter.advance(result.status)
 
 
-def _invalid(reporter: Reporter, number: int, exc: BadDelivery) -> None:
-    reporter.note(f"line {number}: skipped: {exc}")
+def _invalid(reporter: Reporter, where: str, exc: BadDelivery) -> None:
+    reporter.note(f"{where}: skipped: {exc}")
     reporter.advance(Status.INVALID)
 
 

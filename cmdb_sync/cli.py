@@ -255,21 +255,25 @@ def replay(failed_only: bool, rebuild: bool, since: datetime | None, kind: str |
 
 
 @main.command("import")
-@click.argument("source", type=click.File("r", encoding="utf-8"))
-def import_(source: TextIO) -> None:
-    """Ingest archived deliveries from SOURCE ('-' for stdin), one JSON per line: either
-    {"headers": {...}, "body": {...}} or a bare body. Bad lines are reported and skipped."""
-    from cmdb_sync.archive import import_lines
+@click.argument("sources", metavar="FILE...", nargs=-1, required=True, type=click.File("r", encoding="utf-8"))
+def import_(sources: tuple[TextIO, ...]) -> None:
+    """Ingest archived deliveries from each FILE ('-' for stdin), in order: JSON Lines (one
+    {"headers": {...}, "body": {...}} or bare body a line, as `export` writes), or a file holding
+    one such delivery, or a JSON array of them (as tests/fixtures/seed/*.json). Bad ones are
+    reported and skipped."""
+    from itertools import chain
+
+    from cmdb_sync.archive import count_json_lines, documents, import_documents
     from cmdb_sync.progress import reporting
     from cmdb_sync.status import Status
 
     settings = _settings()
     total = None
-    if source is not sys.stdin and source.seekable():
-        total = sum(1 for line in source if line.strip())
-        source.seek(0)
+    if len(sources) == 1 and sources[0] is not sys.stdin and sources[0].seekable():
+        total = count_json_lines(sources[0])
+    located = chain.from_iterable(documents(source.name, source) for source in sources)
     with _database(settings) as database, reporting("import", total=total) as reporter:
-        import_lines(database.sessions, source, reporter)
+        import_documents(database.sessions, located, reporter)
         database.analyze()
     _finish(reporter, "imported")
     if reporter.tally.counts.get(Status.INVALID):

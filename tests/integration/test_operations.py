@@ -17,7 +17,7 @@ from cmdb_sync.cli import main
 from cmdb_sync.ingest import ingest
 from cmdb_sync.models import Env, Event
 from cmdb_sync.projections import REGISTRY
-from tests.conftest import _empty_all_tables, make_settings, post_delivery
+from tests.conftest import FIXTURES, _empty_all_tables, make_settings, post_delivery
 from tests.helpers import app_event, env_event, orchestration_event, raw, variable_group_event
 
 ADMIN = "admin"
@@ -223,6 +223,35 @@ def test_import_from_stdin_with_bad_lines_and_bare_bodies(engine, session_factor
         events = session.scalar(select(func.count()).select_from(Event))
     assert env.lock_by == "61c92a37ae805dbacc5b9f78"  # the bare body applied, as an Update of the env
     assert events == 2
+
+
+def test_import_of_the_seed_fixture_files_builds_what_posting_them_builds(
+    api, engine, migrated_url, seed, tmp_path
+) -> None:
+    """The README's quick start loads the seed this way: several files, each one pretty-printed delivery."""
+    for name in sorted(seed):
+        post_delivery(api, seed[name])
+    posted = read_everything(api)
+    _empty_all_tables(engine)
+    files = sorted((FIXTURES / "seed").glob("*.json"))
+    imported = cli(migrated_url, "import", *map(str, files))
+    assert imported.exit_code == 0, imported.output
+    assert f"{len(files)} processed (applied: 14, stale: 1)" in imported.output
+    assert read_everything(api) == posted
+
+
+def test_import_of_a_json_array_and_of_a_file_that_is_neither(engine, migrated_url, seed, tmp_path) -> None:
+    array = tmp_path / "deliveries.json"
+    array.write_text(json.dumps([seed["01_App_Create"], {"headers": {}}, seed["03_Env_Create"]], indent=2))
+    broken = tmp_path / "broken.json"
+    broken.write_text('{\n  "headers": {\n')
+    imported = cli(migrated_url, "import", str(array), str(broken))
+    assert imported.exit_code == 2
+    assert f"{array} item 2: skipped: id: required" in imported.output
+    assert f"{broken}: skipped: not JSON Lines, nor one JSON document" in imported.output
+    assert "4 processed (applied: 2, invalid: 2)" in imported.output
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Env)) == 1
 
 
 def test_operator_commands_refuse_a_postgresql_schema_that_is_behind(databases) -> None:
