@@ -30,7 +30,10 @@ def installed(tmp_path_factory) -> Path:
     (wheel,) = (base / "dist").glob("cmdb_sync-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(base / "venv")], check=True)
     pip = [str(base / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, str(wheel)], check=True, capture_output=True, timeout=600)
+    # as the container and the systemd example install it: the wheel, under the lock file's versions
+    subprocess.run(
+        [*pip, "-c", str(ROOT / "requirements.lock"), str(wheel)], check=True, capture_output=True, timeout=600
+    )
     return base / "venv" / "bin"
 
 
