@@ -14,7 +14,7 @@ from cmdb_sync.api.deployments import DeploymentsController
 from cmdb_sync.api.health import healthz, metrics, readyz
 from cmdb_sync.api.inventory import InventoryController
 from cmdb_sync.api.journal import JournalController
-from cmdb_sync.api.openapi import openapi_config, swagger_assets
+from cmdb_sync.api.openapi import docs_assets, openapi_config
 from cmdb_sync.api.params import provide_db
 from cmdb_sync.api.problems import problem_details_plugin
 from cmdb_sync.api.state import ServerState
@@ -43,7 +43,7 @@ def create_app(settings: Settings) -> Litestar:
             healthz,
             readyz,
             metrics,
-            swagger_assets(),
+            *docs_assets(),
         ],
         # closed by default: a route without opt={ACCESS: PUBLIC} needs a read token (when any is set)
         guards=[require_token],

@@ -11,7 +11,7 @@ from typing import Any
 
 from litestar import Router
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import (
     Components,
     Example,
@@ -29,6 +29,7 @@ from cmdb_sync import __version__
 from cmdb_sync.api.auth import ACCESS, PUBLIC
 
 SWAGGER_ASSETS = "/schema/assets"
+REDOC_ASSETS = "/schema/redoc-assets"
 BEARER = "bearerToken"  # the read API: CMDB_SYNC_API_TOKENS / CMDB_SYNC_API_ADMIN_TOKENS
 WEBHOOK = "webhookToken"  # the webhook: X-AppStack-Token, CMDB_SYNC_WEBHOOK_TOKENS
 API_SECURITY: list[dict[str, list[str]]] = [{BEARER: []}]
@@ -76,18 +77,30 @@ def openapi_config() -> OpenAPIConfig:
                 css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
                 standalone_preset_js_url=f"{SWAGGER_ASSETS}/swagger-ui-standalone-preset.js",
                 favicon=f"<link rel='icon' type='image/png' href='{SWAGGER_ASSETS}/favicon-32x32.png'>",
-            )
+            ),
+            RedocRenderPlugin(
+                js_url=f"{REDOC_ASSETS}/redoc.standalone.js",
+                google_fonts=False,
+                favicon=f"<link rel='icon' type='image/png' href='{SWAGGER_ASSETS}/favicon-32x32.png'>",
+            ),
         ],
         openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, opt={ACCESS: PUBLIC}),
     )
 
 
-def swagger_assets() -> Router:
+def docs_assets() -> list[Router]:
+    """Swagger UI's files (from swagger-ui-bundle) and Redoc's (shipped in cmdb_sync/static/redoc)."""
     from swagger_ui_bundle import swagger_ui_path
 
-    return create_static_files_router(
-        SWAGGER_ASSETS, directories=[swagger_ui_path], opt={ACCESS: PUBLIC}, include_in_schema=False
-    )
+    redoc = resources.files("cmdb_sync") / "static" / "redoc"
+    return [
+        create_static_files_router(
+            SWAGGER_ASSETS, directories=[swagger_ui_path], opt={ACCESS: PUBLIC}, include_in_schema=False
+        ),
+        create_static_files_router(
+            REDOC_ASSETS, directories=[str(redoc)], opt={ACCESS: PUBLIC}, include_in_schema=False
+        ),
+    ]
 
 
 # --- the webhook's request -----------------------------------------------------------------------
