@@ -67,7 +67,7 @@ def serving(tmp_path: Path, *, workers: int = 2, **env: str) -> Iterator[tuple[s
         env=environment,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=(tmp_path / "serve.log").open("wb"),  # a file: a pipe nobody reads would fill and stall it
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -88,9 +88,15 @@ def workers_of(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
     ]
 
 
+def started_workers(tmp_path: Path) -> int:
+    return (tmp_path / "serve.log").read_text(errors="replace").count("Started worker")
+
+
 def test_a_killed_worker_is_replaced_while_the_others_answer(tmp_path) -> None:
-    with serving(tmp_path, workers=2) as (base, process, _):
+    with serving(tmp_path, workers=2, CMDB_SYNC_LOG_LEVEL="INFO") as (base, process, _):
         before = wait_for(lambda: workers_of(process) if len(workers_of(process)) >= 2 else None, 10, "two workers")
+        # both serving before one is killed: with the other still starting, nobody would answer
+        wait_for(lambda: started_workers(tmp_path) >= 2, 20, "both workers started")
         victim = before[0]
         victim.send_signal(signal.SIGKILL)
         # connections the kernel had queued on the dead worker's listener die with it; once it is
