@@ -101,6 +101,28 @@ class Event(Base):
     )
 
 
+class Version(Base):
+    """One snapshot received for an object, applied or stale: its history, and what as-of reads
+    walk. The snapshot itself is the journaled event's body (``event_id``); ``name`` is the object's
+    key within its app (an app's name for an App; the identity's remaining parts joined by ``/``
+    where there are several)."""
+
+    __tablename__ = "versions"
+
+    event_id: Mapped[str] = mapped_column(String, primary_key=True, comment="the journaled event (events.id)")
+    kind: Mapped[str] = mapped_column(String)
+    org_id: Mapped[str] = mapped_column(String)
+    app_name: Mapped[str] = mapped_column(String, comment="the owning app; '' for none")
+    name: Mapped[str] = mapped_column(String)
+    time: Mapped[datetime]
+    deleted: Mapped[bool] = mapped_column(Boolean, comment="a Delete: the object's tombstone")
+
+    __table_args__ = (
+        Index(None, "kind", "app_name", "name", "org_id", "time", "event_id"),
+        Index(None, "time", "event_id"),
+    )
+
+
 def stored_json(body: str) -> Any:
     """A journaled body as JSON. Every body was JSON when it was received; anything else is kept
     verbatim rather than lost."""

@@ -20,7 +20,7 @@ from cmdb_sync.db import keyset_batches, retrying, write_lock
 from cmdb_sync.errors import BadDelivery
 from cmdb_sync.events import parse_envelope
 from cmdb_sync.ingest import engine_of, record_statuses
-from cmdb_sync.models import Event
+from cmdb_sync.models import Event, Version
 from cmdb_sync.progress import Reporter
 from cmdb_sync.projections import projection_tables
 from cmdb_sync.projections.batch import Outcome, project_isolated
@@ -62,12 +62,23 @@ def _batches(session_factory: sessionmaker[Session], selection: Selection, batch
     yield from keyset_batches(session_factory, timed, [Event.time, Event.id], batch_size)
 
 
+def unindexed_history(session_factory: sessionmaker[Session]) -> int:
+    """How many projected events a database holds without any version: a journal received before
+    the versions index existed (migration 0005), which a rebuild indexes."""
+    with session_factory() as session:
+        if session.scalar(select(Version.event_id).limit(1)) is not None:
+            return 0
+        projected = select(func.count()).select_from(Event).where(Event.status.in_([Status.APPLIED, Status.STALE]))
+        return session.scalar(projected) or 0
+
+
 def empty_projections(session_factory: sessionmaker[Session]) -> None:
-    """Delete every projected row (children first) in one transaction; the journal stays."""
+    """Delete every projected row (children first) and every version in one transaction; the
+    journal stays, and replaying it writes them again."""
 
     def empty() -> None:
         with session_factory() as session, session.begin():
-            for table in projection_tables():
+            for table in (*projection_tables(), Version.__table__):
                 session.execute(delete(table))
 
     retrying(empty)

@@ -31,7 +31,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from cmdb_sync.db import describe_error, is_data_error
 from cmdb_sync.errors import ProjectionError
 from cmdb_sync.events import MAX_NAME_CHARS, Envelope
-from cmdb_sync.models import App
+from cmdb_sync.models import App, Version
 from cmdb_sync.projections import PROJECTIONS, REGISTRY, bulk
 from cmdb_sync.projections.common import CHILDREN, Children, Projection, Snapshot
 from cmdb_sync.status import Status
@@ -159,6 +159,7 @@ def _write_kind(conn: Connection, projection: Projection, items: list[_Item], ou
         else:
             outcomes[item.index] = (Status.STALE, None)
     purges = _purges(items)
+    bulk.insert_ignoring_conflicts(conn, Version.__table__, ("event_id",), [_version(projection, i) for i in items])
     if winners:
         written = _upsert(conn, projection, list(winners.values()))
         for key in winners.keys() - written.keys():  # a newer version came from another process
@@ -169,6 +170,31 @@ def _write_kind(conn: Connection, projection: Projection, items: list[_Item], ou
         _replace_children(conn, projection, replaced)
     if purges:
         conn.execute(_purge_statement(), purges)
+
+
+def _version(projection: Projection, item: _Item) -> dict[str, Any]:
+    """Every snapshot, applied or stale, is a version of its object (its history; as-of reads)."""
+    org_id, app_name, name = version_key(projection, item.snapshot)
+    envelope = item.envelope
+    return {
+        "event_id": envelope.id,
+        "kind": projection.kind,
+        "org_id": org_id,
+        "app_name": app_name,
+        "name": name,
+        "time": envelope.time,
+        "deleted": envelope.action == "Delete",
+    }
+
+
+def version_key(projection: Projection, snapshot: Snapshot) -> tuple[str, str, str]:
+    """``(org_id, app_name, name)`` of a snapshot's object, as the versions table keys it."""
+    values = snapshot.values
+    if projection.kind == "App":
+        return values["org_id"], values["name"], values["name"]
+    rest = [str(values[column]) for column in projection.identity if column not in ("org_id", "app_name")]
+    app_name = snapshot.app[1] if snapshot.app else ""  # the app the event implies, as the projection does
+    return values["org_id"], app_name, "/".join(rest)
 
 
 def _purges(items: list[_Item]) -> list[dict[str, Any]]:
