@@ -12,6 +12,7 @@ from litestar.di import Provide
 from cmdb_sync.api.auth import provide_principal, require_token
 from cmdb_sync.api.deployments import DeploymentsController
 from cmdb_sync.api.health import healthz, metrics, readyz
+from cmdb_sync.api.history import HistoryController
 from cmdb_sync.api.inventory import InventoryController
 from cmdb_sync.api.journal import JournalController
 from cmdb_sync.api.openapi import docs_assets, openapi_config
@@ -40,6 +41,7 @@ def create_app(settings: Settings) -> Litestar:
             InventoryController,
             DeploymentsController,
             JournalController,
+            HistoryController,
             healthz,
             readyz,
             metrics,

@@ -174,6 +174,17 @@ def upgrade(revision: str) -> None:
     from cmdb_sync import migrate
 
     _migrate_to(migrate.upgrade, revision)
+    if revision == "head":
+        from cmdb_sync.db import Database
+        from cmdb_sync.replay import unindexed_history
+
+        with _database_errors(), Database.open(_settings().database_url, pool_size=1) as database:
+            waiting = unindexed_history(database.sessions)
+        if waiting:
+            click.echo(
+                f"history: {waiting} journaled events predate the versions index; "
+                "run `cmdb-sync replay --rebuild` once to index them (README, History and as-of reads)"
+            )
 
 
 @db.command()

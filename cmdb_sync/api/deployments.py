@@ -13,9 +13,10 @@ from litestar.params import FromPath, QueryParameter
 from sqlalchemy.orm import Session
 
 from cmdb_sync.api.openapi import API_SECURITY
-from cmdb_sync.api.params import Cursor, Limit, OrgId, reject_unknown_query_parameters
+from cmdb_sync.api.params import AsOfParam, Cursor, Limit, OrgId, reject_unknown_query_parameters
 from cmdb_sync.api.problems import LIST_PROBLEMS, NESTED_LIST_PROBLEMS, ONE_PROBLEMS
 from cmdb_sync.read import deployments
+from cmdb_sync.read.asof import AsOf, parse_as_of
 from cmdb_sync.read.common import Window
 from cmdb_sync.read.pagination import DEFAULT_LIMIT
 from cmdb_sync.read.views import ChangeOrderDetailOut, ChangeOrderOut, ChangeRequestOut, Page, ReleaseStageExecutionOut
@@ -42,9 +43,14 @@ class DeploymentsController(Controller):
             str | None, QueryParameter(name="state", description="change order state, e.g. SUCCESS, FAILED")
         ] = None,
         org_id: OrgId = None,
+        as_of: AsOfParam = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> Page[ChangeOrderOut]:
+        if (at := parse_as_of(as_of)) is not None:
+            return AsOf(db, at).list_change_orders(
+                app, Window(limit, cursor), org_id=org_id, env=env, state=state_filter
+            )
         return deployments.list_change_orders(
             db, app, Window(limit, cursor), org_id=org_id, env=env, state=state_filter
         )
@@ -56,8 +62,10 @@ class DeploymentsController(Controller):
         summary="A deployment, with its rendered manifests",
     )
     def get_change_order(
-        self, db: NamedDependency[Session], sn: FromPath[str], org_id: OrgId = None
+        self, db: NamedDependency[Session], sn: FromPath[str], org_id: OrgId = None, as_of: AsOfParam = None
     ) -> ChangeOrderDetailOut:
+        if (at := parse_as_of(as_of)) is not None:
+            return AsOf(db, at).get_change_order(sn, org_id=org_id)
         return deployments.get_change_order(db, sn, org_id=org_id)
 
     @get(

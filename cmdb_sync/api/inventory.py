@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from cmdb_sync.api.auth import Principal
 from cmdb_sync.api.openapi import API_SECURITY
 from cmdb_sync.api.params import (
+    AsOfParam,
     Cursor,
     IncludeDeleted,
     Limit,
@@ -25,7 +26,8 @@ from cmdb_sync.api.params import (
     reject_unknown_query_parameters,
 )
 from cmdb_sync.api.problems import LIST_PROBLEMS, NESTED_LIST_PROBLEMS, ONE_PROBLEMS
-from cmdb_sync.read import inventory
+from cmdb_sync.read import asof, inventory
+from cmdb_sync.read.asof import AsOf, parse_as_of
 from cmdb_sync.read.common import Window
 from cmdb_sync.read.pagination import DEFAULT_LIMIT
 from cmdb_sync.read.views import AppOut, EnvOut, OrchestrationOut, Page, VariableGroupOut
@@ -44,10 +46,14 @@ class InventoryController(Controller):
         q: Annotated[str | None, QueryParameter(description="substring of the name, any case")] = None,
         org_id: OrgId = None,
         include_deleted: IncludeDeleted = False,
+        as_of: AsOfParam = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> Page[AppOut]:
-        return inventory.list_apps(db, Window(limit, cursor, include_deleted), q=q, org_id=org_id)
+        window = Window(limit, cursor, include_deleted)
+        if (at := parse_as_of(as_of)) is not None:
+            return AsOf(db, at).list_apps(window, q=q, org_id=org_id)
+        return inventory.list_apps(db, window, q=q, org_id=org_id)
 
     @get("/apps/{app:str}", responses=ONE_PROBLEMS, sync_to_thread=True, summary="An app")
     def get_app(
@@ -56,7 +62,11 @@ class InventoryController(Controller):
         app: FromPath[str],
         org_id: OrgId = None,
         include_deleted: IncludeDeleted = False,
+        as_of: AsOfParam = None,
     ) -> AppOut:
+        if (at := parse_as_of(as_of)) is not None:
+            reader = AsOf(db, at)
+            return reader.app_out(reader.resolve_app(app, org_id, include_deleted))
         return inventory.get_app(db, app, org_id=org_id, include_deleted=include_deleted)
 
     @get("/apps/{app:str}/envs", responses=NESTED_LIST_PROBLEMS, sync_to_thread=True, summary="An app's environments")
@@ -66,10 +76,14 @@ class InventoryController(Controller):
         app: FromPath[str],
         org_id: OrgId = None,
         include_deleted: IncludeDeleted = False,
+        as_of: AsOfParam = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> Page[EnvOut]:
-        return inventory.list_app_envs(db, app, Window(limit, cursor, include_deleted), org_id=org_id)
+        window = Window(limit, cursor, include_deleted)
+        if (at := parse_as_of(as_of)) is not None:
+            return AsOf(db, at).list_owned("Env", window, app_name=app, org_id=org_id, within_app=True)
+        return inventory.list_app_envs(db, app, window, org_id=org_id)
 
     @get(
         "/apps/{app:str}/envs/{env:str}",
@@ -84,7 +98,10 @@ class InventoryController(Controller):
         env: FromPath[str],
         org_id: OrgId = None,
         include_deleted: IncludeDeleted = False,
+        as_of: AsOfParam = None,
     ) -> EnvOut:
+        if (at := parse_as_of(as_of)) is not None:
+            return AsOf(db, at).get_owned("Env", "env", app, env, org_id=org_id, include_deleted=include_deleted)
         return inventory.get_env(db, app, env, org_id=org_id, include_deleted=include_deleted)
 
     @get("/envs", responses=LIST_PROBLEMS, sync_to_thread=True, summary="Environments across apps")
@@ -100,13 +117,18 @@ class InventoryController(Controller):
         ] = None,
         org_id: OrgId = None,
         include_deleted: IncludeDeleted = False,
+        as_of: AsOfParam = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> Page[EnvOut]:
         labels = inventory.parse_label_filters(label)
+        window = Window(limit, cursor, include_deleted)
+        if (at := parse_as_of(as_of)) is not None:
+            accept = asof.all_of(asof.matches_labels(labels), asof.runs_artifact(artifact) if artifact else None)
+            return AsOf(db, at).list_owned("Env", window, app_name=app, org_id=org_id, within_app=False, accept=accept)
         return inventory.list_envs(
             db,
-            Window(limit, cursor, include_deleted),
+            window,
             app=app,
             org_id=org_id,
             labels=labels,
@@ -125,6 +147,7 @@ class InventoryController(Controller):
         app: FromPath[str],
         org_id: OrgId = None,
         include_deleted: IncludeDeleted = False,
+        as_of: AsOfParam = None,
         reveal: Reveal = False,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
@@ -132,9 +155,11 @@ class InventoryController(Controller):
         who: NamedDependency[Principal],
     ) -> Page[VariableGroupOut]:
         revealed = allow_reveal(who, reveal)
-        return inventory.list_variable_groups(
-            db, app, Window(limit, cursor, include_deleted), org_id=org_id, reveal=revealed
-        )
+        window = Window(limit, cursor, include_deleted)
+        if (at := parse_as_of(as_of)) is not None:
+            reader = AsOf(db, at, reveal=revealed)
+            return reader.list_owned("VariableGroup", window, app_name=app, org_id=org_id, within_app=True)
+        return inventory.list_variable_groups(db, app, window, org_id=org_id, reveal=revealed)
 
     @get(
         "/apps/{app:str}/variable-groups/{name:str}",
@@ -149,11 +174,17 @@ class InventoryController(Controller):
         name: FromPath[str],
         org_id: OrgId = None,
         include_deleted: IncludeDeleted = False,
+        as_of: AsOfParam = None,
         reveal: Reveal = False,
         *,
         who: NamedDependency[Principal],
     ) -> VariableGroupOut:
         revealed = allow_reveal(who, reveal)
+        if (at := parse_as_of(as_of)) is not None:
+            reader = AsOf(db, at, reveal=revealed)
+            return reader.get_owned(
+                "VariableGroup", "variable group", app, name, org_id=org_id, include_deleted=include_deleted
+            )
         return inventory.get_variable_group(
             db, app, name, org_id=org_id, include_deleted=include_deleted, reveal=revealed
         )
@@ -170,10 +201,14 @@ class InventoryController(Controller):
         app: FromPath[str],
         org_id: OrgId = None,
         include_deleted: IncludeDeleted = False,
+        as_of: AsOfParam = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> Page[OrchestrationOut]:
-        return inventory.list_orchestrations(db, app, Window(limit, cursor, include_deleted), org_id=org_id)
+        window = Window(limit, cursor, include_deleted)
+        if (at := parse_as_of(as_of)) is not None:
+            return AsOf(db, at).list_owned("AppOrchestration", window, app_name=app, org_id=org_id, within_app=True)
+        return inventory.list_orchestrations(db, app, window, org_id=org_id)
 
     @get(
         "/apps/{app:str}/orchestrations/{sn:str}",
@@ -188,5 +223,11 @@ class InventoryController(Controller):
         sn: FromPath[str],
         org_id: OrgId = None,
         include_deleted: IncludeDeleted = False,
+        as_of: AsOfParam = None,
     ) -> OrchestrationOut:
+        if (at := parse_as_of(as_of)) is not None:
+            reader = AsOf(db, at)
+            return reader.get_owned(
+                "AppOrchestration", "orchestration", app, sn, org_id=org_id, include_deleted=include_deleted
+            )
         return inventory.get_orchestration(db, app, sn, org_id=org_id, include_deleted=include_deleted)

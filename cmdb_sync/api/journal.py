@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from litestar import Controller, get
@@ -12,27 +12,13 @@ from sqlalchemy.orm import Session
 
 from cmdb_sync.api.auth import ACCESS, ADMIN
 from cmdb_sync.api.openapi import API_SECURITY
-from cmdb_sync.api.params import Cursor, Limit, reject_unknown_query_parameters
+from cmdb_sync.api.params import Cursor, Limit, reject_unknown_query_parameters, time_bound
 from cmdb_sync.api.problems import LIST_PROBLEMS, ONE_PROBLEMS
-from cmdb_sync.errors import BadRequest
 from cmdb_sync.read import journal
 from cmdb_sync.read.common import Window
 from cmdb_sync.read.journal import EventFilters
 from cmdb_sync.read.pagination import DEFAULT_LIMIT
 from cmdb_sync.read.views import EventDetailOut, EventOut, Page
-from cmdb_sync.times import as_utc
-
-
-def _bound(value: datetime | None, field: str) -> datetime | None:
-    """A time bound in UTC (read as UTC without an offset); one that leaves the range of time once
-    in UTC is a 400, not a database error."""
-    if value is None:
-        return None
-    try:
-        return as_utc(value).astimezone(UTC)
-    except OverflowError:
-        msg = f"{field}: out of range once converted to UTC"
-        raise BadRequest(msg, field=field) from None
 
 
 class JournalController(Controller):
@@ -61,7 +47,12 @@ class JournalController(Controller):
         cursor: Cursor = None,
     ) -> Page[EventOut]:
         filters = EventFilters(
-            kind=kind, action=action, app=app, status=status, since=_bound(since, "since"), until=_bound(until, "until")
+            kind=kind,
+            action=action,
+            app=app,
+            status=status,
+            since=time_bound(since, "since"),
+            until=time_bound(until, "until"),
         )
         return journal.list_events(db, Window(limit, cursor), filters)
 

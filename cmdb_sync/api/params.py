@@ -4,6 +4,7 @@ read session it is given (one per request, closed after it)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Annotated
 
 from litestar import Request
@@ -14,11 +15,18 @@ from cmdb_sync.api.auth import Principal
 from cmdb_sync.api.state import server_state
 from cmdb_sync.errors import BadRequest
 from cmdb_sync.read.pagination import MAX_LIMIT
+from cmdb_sync.times import as_utc
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description=f"page size, at most {MAX_LIMIT}")]
 Cursor = Annotated[str | None, QueryParameter(description="next_cursor of the previous page")]
 OrgId = Annotated[str | None, QueryParameter(description="the org, when the name exists in several")]
 IncludeDeleted = Annotated[bool, QueryParameter(description="also list deleted objects")]
+AsOfParam = Annotated[
+    str | None,
+    QueryParameter(
+        description="the state as it was at this event time (ISO-8601 with an offset, or epoch milliseconds)"
+    ),
+]
 Reveal = Annotated[bool, QueryParameter(description="serve variable values (admin token only)")]
 
 
@@ -49,6 +57,18 @@ async def reject_unknown_query_parameters(request: Request) -> None:  # type: ig
     if any("\x00" in str(value) for value in values):
         msg = "parameters may not contain U+0000 (stored names hold U+FFFD in its place)"
         raise BadRequest(msg)
+
+
+def time_bound(value: datetime | None, field: str) -> datetime | None:
+    """A time bound in UTC (read as UTC without an offset); one that leaves the range of time once
+    in UTC is a 400, not a database error."""
+    if value is None:
+        return None
+    try:
+        return as_utc(value).astimezone(UTC)
+    except OverflowError:
+        msg = f"{field}: out of range once converted to UTC"
+        raise BadRequest(msg, field=field) from None
 
 
 def allow_reveal(who: Principal, reveal: bool) -> bool:

@@ -98,6 +98,9 @@ READS = [
     f"/api/v1/apps/{APP}/variable-groups/vars?org_id={ORG}",
     f"/api/v1/apps/{APP}/orchestrations?org_id={ORG}&include_deleted=true",
     f"/api/v1/apps/{APP}/orchestrations/{APP}@KUBERNETES?org_id={ORG}",
+    f"/api/v1/apps/{APP}/change-orders?org_id={ORG}",
+    f"/api/v1/apps/{APP}/change-orders?org_id={ORG}&state=SUCCESS&env=prod&limit=1",
+    f"/api/v1/change-orders/co?org_id={ORG}",
 ]
 
 
@@ -281,3 +284,26 @@ def test_rebuild_writes_the_versions_again(api, engine, migrated_url, session_fa
     result = CliRunner().invoke(main, ["replay", "--rebuild"], env={"CMDB_SYNC_DATABASE_URL": migrated_url})
     assert result.exit_code == 0, result.output
     assert api.get(f"/api/v1/apps/{APP}/envs/prod/history").json() == before
+
+
+def test_db_upgrade_says_when_the_journal_predates_the_versions_and_a_rebuild_indexes_it(
+    api, engine, migrated_url, session_factory
+) -> None:
+    from click.testing import CliRunner
+    from sqlalchemy import delete, func, select
+
+    from cmdb_sync.cli import main
+    from cmdb_sync.models import Version
+
+    deliver(session_factory, env_event("Create", 1000, event_id="e1"), env_event("Update", 2000, event_id="e2"))
+    with engine.begin() as conn:  # as a journal received before migration 0005 stands
+        conn.execute(delete(Version))
+    env = {"CMDB_SYNC_DATABASE_URL": migrated_url}
+    upgraded = CliRunner().invoke(main, ["db", "upgrade"], env=env)
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "history: 2 journaled events predate the versions index" in upgraded.output
+    assert CliRunner().invoke(main, ["replay", "--rebuild"], env=env).exit_code == 0
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Version)) == 2
+    assert "history:" not in CliRunner().invoke(main, ["db", "upgrade"], env=env).output
+    assert [v["event_id"] for v in api.get(f"/api/v1/apps/{APP}/envs/prod/history").json()["items"]] == ["e2", "e1"]

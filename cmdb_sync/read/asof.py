@@ -1,0 +1,377 @@
+"""The inventory as it was at a moment: ``as_of=T`` answers what a database that had received only
+the events with ``time <= T`` would answer now, under the same rules (the last writer by
+``(time, id)``, tombstones, an App Delete hiding its app's older objects, an app implied by any
+event of its objects).
+
+Each object's version at ``T`` is its newest version with ``time <= T``, found through the
+versions index; its state is that version's journaled event projected again and rendered by the
+same view code as the current state. Lists walk the versions in the list's own key order, a chunk
+at a time, and stop at the page's end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, bindparam, exists, func, select, tuple_
+from sqlalchemy.orm import Session, aliased
+
+from cmdb_sync.errors import BadRequest, NotFound, the_one
+from cmdb_sync.models import ChangeOrder, Version
+from cmdb_sync.read.common import MAX_ORGS_LISTED, Window
+from cmdb_sync.read.history import bodies, render, snapshot_of
+from cmdb_sync.read.pagination import decode_cursor, encode_cursor
+from cmdb_sync.read.views import AppOut, ChangeOrderDetailOut, ChangeOrderOut, DeploymentOut, Page
+from cmdb_sync.times import now_utc, parse_event_time
+
+CHUNK = 200
+SUCCESS = "SUCCESS"
+
+
+def parse_as_of(value: str | None) -> datetime | None:
+    """``as_of``: ISO-8601 with an offset, or epoch milliseconds; not in the future."""
+    if value is None:
+        return None
+    try:
+        at = parse_event_time(int(value) if value.isdigit() else value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        msg = f"as_of: {exc}" if str(exc) else "as_of: not a time"
+        raise BadRequest(msg, field="as_of") from None
+    if at > now_utc():
+        msg = "as_of: in the future; the inventory's future is not known yet"
+        raise BadRequest(msg, field="as_of")
+    return at
+
+
+@dataclass(frozen=True)
+class _At:
+    """An object's version at the moment: which event, when, whether it was a Delete."""
+
+    event_id: str
+    org_id: str
+    app_name: str
+    name: str
+    time: datetime
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class AppAt:
+    org_id: str
+    name: str
+    version: _At | None
+    purged_at: datetime | None
+
+    @property
+    def deleted_at(self) -> datetime | None:
+        return self.version.time if self.version is not None and self.version.deleted else None
+
+
+@dataclass
+class AsOf:
+    """Reads at one moment, for one request (what it looks up is kept for the request)."""
+
+    session: Session
+    at: datetime
+    reveal: bool = False
+    _apps: dict[tuple[str, str], AppAt | None] = field(default_factory=dict)
+    _deployments: dict[tuple[str, str], list[tuple[Any, ...]]] = field(default_factory=dict)
+    _bodies: dict[str, tuple[dict[str, str], str]] = field(default_factory=dict)
+
+    # --- versions at the moment ---
+
+    def _latest(self, kind: str) -> Select[Any]:
+        v, newer = Version, aliased(Version)
+        superseded = exists().where(
+            newer.kind == v.kind,
+            newer.app_name == v.app_name,
+            newer.name == v.name,
+            newer.org_id == v.org_id,
+            newer.time <= bindparam("at", type_=v.time.type),
+            tuple_(newer.time, newer.event_id) > tuple_(v.time, v.event_id),
+        )
+        return select(v.event_id, v.org_id, v.app_name, v.name, v.time, v.deleted).where(
+            v.kind == kind, v.time <= bindparam("at", type_=v.time.type), ~superseded
+        )
+
+    def _rows(self, stmt: Select[Any]) -> list[_At]:
+        return [_At(*row) for row in self.session.execute(stmt, {"at": self.at})]
+
+    def one(self, kind: str, org_id: str, app_name: str, name: str) -> _At | None:
+        stmt = self._latest(kind).where(Version.org_id == org_id, Version.app_name == app_name, Version.name == name)
+        found = self._rows(stmt)
+        return found[0] if found else None
+
+    def walk(self, kind: str, where: list[Any], keys: list[Any], after: list[Any] | None) -> Iterator[_At]:
+        """The versions at the moment of every object of ``kind`` matching ``where``, in ``keys`` order."""
+        while True:
+            stmt = self._latest(kind).where(*where)
+            if after is not None:
+                stmt = stmt.where(
+                    tuple_(*keys)
+                    > tuple_(*(bindparam(None, v, type_=k.type) for k, v in zip(keys, after, strict=True)))
+                )
+            chunk = self._rows(stmt.order_by(*keys).limit(CHUNK))
+            self._fetch([version.event_id for version in chunk])
+            yield from chunk
+            if len(chunk) < CHUNK:
+                return
+            last = chunk[-1]
+            after = [getattr(last, key.key) for key in keys]
+
+    def _fetch(self, event_ids: list[str]) -> None:
+        """The journaled events of these versions, in one query (a list reads a chunk at a time)."""
+        missing = [event_id for event_id in event_ids if event_id not in self._bodies]
+        self._bodies.update(bodies(self.session.connection(), missing))
+
+    def snapshot(self, kind: str, version: _At) -> Any:
+        self._fetch([version.event_id])
+        headers, body = self._bodies[version.event_id]
+        return snapshot_of(kind, headers, body)
+
+    def state(self, kind: str, version: _At, **extra: Any) -> Any:
+        """The object as that version describes it, rendered as the current state is."""
+        snapshot = self.snapshot(kind, version)
+        if snapshot is None:
+            return None
+        return render(kind, snapshot, time=version.time, event_id=version.event_id, reveal=self.reveal, **extra)
+
+    # --- apps ---
+
+    def app(self, org_id: str, name: str) -> AppAt | None:
+        """The app at the moment, if any event of it or of its objects had arrived by then."""
+        key = (org_id, name)
+        if key not in self._apps:
+            implied = self.session.execute(
+                select(Version.event_id)
+                .where(Version.org_id == org_id, Version.app_name == name, Version.time <= self.at)
+                .limit(1)
+            ).first()
+            if implied is None:
+                self._apps[key] = None
+            else:
+                purged_at = self.session.scalar(
+                    select(func.max(Version.time)).where(
+                        Version.kind == "App",
+                        Version.org_id == org_id,
+                        Version.app_name == name,
+                        Version.deleted.is_(True),
+                        Version.time <= self.at,
+                    )
+                )
+                self._apps[key] = AppAt(org_id, name, self.one("App", org_id, name, name), purged_at)
+        return self._apps[key]
+
+    def app_out(self, app: AppAt) -> AppOut:
+        if app.version is None:
+            return AppOut(
+                org_id=app.org_id,
+                updated_at=None,
+                deleted_at=None,
+                name=app.name,
+                description=None,
+                type=None,
+                creator_id=None,
+                created_at=None,
+            )
+        return self.state("App", app.version, deleted_at=app.deleted_at)
+
+    def resolve_app(self, name: str, org_id: str | None, include_deleted: bool) -> AppAt:
+        """The one app a path names at the moment: 404 when there was none, 409 listing the orgs."""
+        stmt = select(Version.org_id).where(Version.app_name == name, Version.time <= self.at).distinct()
+        if org_id is not None:
+            stmt = stmt.where(Version.org_id == org_id)
+        orgs = sorted(self.session.scalars(stmt))
+        apps = [app for org in orgs if (app := self.app(org, name)) is not None]
+        if not apps:
+            msg = f"app {name!r} did not exist at {self.at.isoformat()}"
+            raise NotFound(msg)
+        if not include_deleted:
+            apps = [app for app in apps if app.deleted_at is None]
+            if not apps:
+                msg = f"app {name!r} stood deleted at {self.at.isoformat()} (include_deleted=true shows it)"
+                raise NotFound(msg)
+        return the_one(apps[:MAX_ORGS_LISTED], f"app {name!r}", org_id)
+
+    def list_apps(self, window: Window, *, q: str | None, org_id: str | None) -> Page[AppOut]:
+        keys = [Version.app_name, Version.org_id]
+        after = decode_cursor(window.cursor, keys) if window.cursor else None
+        stmt = select(Version.app_name, Version.org_id).where(Version.app_name != "", Version.time <= self.at)
+        if org_id is not None:
+            stmt = stmt.where(Version.org_id == org_id)
+        if after is not None:
+            stmt = stmt.where(tuple_(*keys) > tuple_(*after))
+        stmt = stmt.distinct().order_by(*keys)
+
+        def candidates() -> Iterator[tuple[tuple[str, str], AppOut]]:
+            for name, org in self.session.execute(stmt):
+                if q and q.lower() not in name.lower():
+                    continue
+                app = self.app(org, name)
+                if app is not None and (window.include_deleted or app.deleted_at is None):
+                    yield (name, org), self.app_out(app)
+
+        return _page(candidates(), window.limit)
+
+    # --- objects of an app ---
+
+    def deleted_at(self, version: _At) -> datetime | None:
+        """When the object stopped existing, as of the moment (its own Delete, its app's)."""
+        if version.deleted:
+            return version.time
+        app = self.app(version.org_id, version.app_name)
+        if app is not None and app.purged_at is not None and version.time < app.purged_at:
+            return app.purged_at
+        return app.deleted_at if app is not None else None
+
+    def owned(self, kind: str, version: _At, include_deleted: bool) -> Any:
+        deleted_at = self.deleted_at(version)
+        if deleted_at is not None and not include_deleted:
+            return None
+        extra: dict[str, Any] = {"deleted_at": deleted_at}
+        if kind == "Env":
+            extra["deployment"] = self.current_deployment(version.org_id, version.app_name, version.name)
+        return self.state(kind, version, **extra)
+
+    def get_owned(
+        self, kind: str, what: str, app_name: str, name: str, *, org_id: str | None, include_deleted: bool
+    ) -> Any:
+        app = self.resolve_app(app_name, org_id, include_deleted)
+        version = self.one(kind, app.org_id, app.name, name)
+        found = None if version is None else self.owned(kind, version, include_deleted)
+        if found is None:
+            msg = f"{what} {name!r} of app {app_name!r} did not exist at {self.at.isoformat()}"
+            raise NotFound(msg)
+        return found
+
+    def list_owned(
+        self,
+        kind: str,
+        window: Window,
+        *,
+        app_name: str | None,
+        org_id: str | None,
+        within_app: bool,
+        accept: Callable[[Any], bool] = lambda _: True,
+    ) -> Page[Any]:
+        if within_app:
+            app = self.resolve_app(app_name or "", org_id, window.include_deleted)
+            where = [Version.org_id == app.org_id, Version.app_name == app.name]
+            keys = [Version.name]
+        else:
+            where = []
+            if app_name is not None:
+                where.append(Version.app_name == app_name)
+            if org_id is not None:
+                where.append(Version.org_id == org_id)
+            keys = [Version.app_name, Version.name, Version.org_id]
+        after = decode_cursor(window.cursor, keys) if window.cursor else None
+
+        def candidates() -> Iterator[tuple[tuple[Any, ...], Any]]:
+            for version in self.walk(kind, where, keys, after):
+                item = self.owned(kind, version, window.include_deleted)
+                if item is not None and accept(item):
+                    yield tuple(getattr(version, key.key) for key in keys), item
+
+        return _page(candidates(), window.limit)
+
+    # --- what was deployed ---
+
+    def list_change_orders(
+        self, app_name: str, window: Window, *, org_id: str | None, env: str | None, state: str | None
+    ) -> Page[ChangeOrderOut]:
+        """An app's change orders as they were, newest first (by start, else by version time)."""
+        app = self.resolve_app(app_name, org_id, include_deleted=True)
+        keys = [ChangeOrder.started_at, ChangeOrder.sn]
+        after = decode_cursor(window.cursor, keys) if window.cursor else None
+        orders = []
+        for version in self.walk(
+            "ChangeOrder", [Version.org_id == app.org_id, Version.app_name == app.name], [Version.name], None
+        ):
+            order = self.state("ChangeOrder", version, deleted_at=None)
+            if order is None or (state is not None and order.state != state):
+                continue
+            if env is not None and not any(job.env_name == env for job in order.jobs):
+                continue
+            key = (order.started_at or order.updated_at, order.sn)
+            if after is None or key < tuple(after):
+                orders.append((key, ChangeOrderOut.model_validate(order.model_dump())))
+        orders.sort(key=lambda entry: entry[0], reverse=True)
+        return _page(iter(orders), window.limit)
+
+    def get_change_order(self, sn: str, *, org_id: str | None) -> ChangeOrderDetailOut:
+        stmt = self._latest("ChangeOrder").where(Version.name == sn)
+        if org_id is not None:
+            stmt = stmt.where(Version.org_id == org_id)
+        versions = self._rows(stmt.order_by(Version.org_id).limit(MAX_ORGS_LISTED))
+        if not versions:
+            msg = f"change order {sn!r} did not exist at {self.at.isoformat()}"
+            raise NotFound(msg)
+        version = the_one(versions, f"change order {sn!r}", org_id)
+        return self.state("ChangeOrder", version, deleted_at=None)
+
+    def current_deployment(self, org_id: str, app_name: str, env_name: str) -> DeploymentOut | None:
+        """The env's newest successful change-order job among the change orders as they were."""
+        key = (org_id, app_name)
+        if key not in self._deployments:
+            jobs = []
+            for version in self.walk(
+                "ChangeOrder", [Version.org_id == org_id, Version.app_name == app_name], [Version.name], None
+            ):
+                snapshot = self.snapshot("ChangeOrder", version)
+                if snapshot is None:
+                    continue
+                for group in snapshot.children:
+                    for position, job in enumerate(group.rows):
+                        if job["state"] == SUCCESS:
+                            jobs.append((job, snapshot.values, version.time, position))
+            self._deployments[key] = jobs
+        candidates = [entry for entry in self._deployments[key] if entry[0]["env_name"] == env_name]
+        if not candidates:
+            return None
+        job, order, _, _ = max(candidates, key=_newest_job)
+        return DeploymentOut(
+            change_order_sn=order["sn"], version=order["version"], artifacts=job["artifacts"], ended_at=job["ended_at"]
+        )
+
+
+def _newest_job(entry: tuple[Any, ...]) -> tuple[Any, ...]:
+    job, _, written, position = entry
+    ended, started = job["ended_at"], job["started_at"]
+    return (ended is not None, ended or written, started is not None, started or written, written, position)
+
+
+def _page(candidates: Iterator[tuple[tuple[Any, ...], Any]], limit: int) -> Page[Any]:
+    items, last_key = [], None
+    for key, item in candidates:
+        if len(items) == limit:
+            return Page(items=items, next_cursor=encode_cursor(list(last_key or ())))
+        items.append(item)
+        last_key = key
+    return Page(items=items, next_cursor=None)
+
+
+def matches_labels(labels: list[tuple[str, str]]) -> Callable[[Any], bool]:
+    def accept(env: Any) -> bool:
+        held = {(label.name, label.value) for label in env.labels}
+        return all(pair in held for pair in labels)
+
+    return accept
+
+
+def all_of(*conditions: Callable[[Any], bool] | None) -> Callable[[Any], bool]:
+    wanted = [condition for condition in conditions if condition is not None]
+    return lambda item: all(condition(item) for condition in wanted)
+
+
+def runs_artifact(text: str) -> Callable[[Any], bool]:
+    wanted = text.lower()
+
+    def accept(env: Any) -> bool:
+        deployment = env.current_deployment
+        return deployment is not None and any(wanted in str(v).lower() for v in deployment.artifacts.values())
+
+    return accept
