@@ -4,6 +4,7 @@
     .venv/bin/python bench/run.py --only ingest --duration 10
     .venv/bin/python bench/run.py --only replay --events 200000
     .venv/bin/python bench/run.py --only reads --apps 10000
+    .venv/bin/python bench/run.py --only history --apps 10000 --versions 20
 
 Prints one table: target, measured, baseline, ratio, met. Needs wrk (Debian: apt-get install wrk)
 and the bench extra (pip install -e '.[dev,bench]'). Servers run on loopback ports of their own
@@ -447,12 +448,47 @@ def reads_target(apps: int, duration: int) -> None:
     )
 
 
+def history_target(apps: int, versions: int, duration: int) -> None:
+    """As-of reads and history pages on apps × 10 envs × versions versions (bench/history.py)."""
+    from history import fill_history
+
+    auth = f"Authorization: Bearer {ADMIN}"
+    with database("postgresql") as url:
+        started = time.perf_counter()
+        moment = fill_history(url, apps, versions)
+        print(f"history inventory filled in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        with serving(url, 1) as (base, _):
+            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60) as client:
+                as_of = f"/api/v1/envs?limit=100&as_of={moment}"
+                page = client.get(as_of).json()
+                assert len(page["items"]) == 100, page
+                assert page["items"][0]["labels"][2]["value"] == str(versions // 2), page["items"][0]
+                as_of_load = wrk(base + as_of, duration=duration, connections=4, headers=[auth])
+                current = "/api/v1/apps/app-00042/envs/env-3/history"
+                assert len(client.get(current).json()["items"]) == min(50, versions)
+                history_load = wrk(base + current, duration=duration, connections=4, headers=[auth])
+    envs, total = apps * 10, apps * 10 * versions
+    record(
+        f"as-of list, limit=100 ({envs:,} envs, {total:,} versions): p99 < 100 ms",
+        f"{as_of_load.p99_ms:.1f} ms (p50 {as_of_load.p50_ms:.1f})",
+        met=as_of_load.p99_ms < 100,
+    )
+    record(
+        f"one env's history page of 50 ({versions} versions): < 20 ms",
+        f"p50 {history_load.p50_ms:.1f} ms, p99 {history_load.p99_ms:.1f} ms",
+        met=history_load.p99_ms < 20,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="ingest,replay,reads", help="comma-separated: ingest, replay, reads")
+    parser.add_argument(
+        "--only", default="ingest,replay,reads,history", help="comma-separated: ingest, replay, reads, history"
+    )
     parser.add_argument("--duration", type=int, default=15, help="seconds of load per measurement")
     parser.add_argument("--events", type=int, default=200_000, help="journal size for replay and import")
     parser.add_argument("--apps", type=int, default=10_000, help="apps of the read inventory (10 envs each)")
+    parser.add_argument("--versions", type=int, default=20, help="versions of each env of the history inventory")
     args = parser.parse_args()
     only = set(args.only.split(","))
     if "ingest" in only:
@@ -464,6 +500,8 @@ def main() -> None:
         replay_target("sqlite", args.events, is_target=False)
     if "reads" in only:
         reads_target(args.apps, args.duration)
+    if "history" in only:
+        history_target(args.apps, args.versions, args.duration)
     print("\n| target | measured | baseline | ratio | met |\n|---|---|---|---|---|")
     for row in ROWS:
         print(f"| {row.target} | {row.measured} | {row.baseline} | {row.ratio} | {row.met} |")
