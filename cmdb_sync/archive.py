@@ -94,9 +94,9 @@ def parse_line(line: str) -> ArchivedDelivery:
 def documents(name: str, source: TextIO) -> Iterator[tuple[str, str | BadDelivery]]:
     """The archived deliveries of one file, each with where it is (``FILE line N``, ``FILE item N``).
 
-    A file whose first line is a JSON document on its own is JSON Lines, read a line at a time (an
-    export of millions stays flat in memory). Otherwise the file is one JSON document over several
-    lines: an object is one delivery, an array a list of them."""
+    A file whose first line is a JSON object on its own is JSON Lines, read a line at a time (an
+    export of millions stays flat in memory). Otherwise the file is one JSON document, over one
+    line or several: an object is one delivery, an array a list of them."""
     lines = iter(source)
     head: list[str] = []
     for line in lines:
@@ -106,7 +106,7 @@ def documents(name: str, source: TextIO) -> Iterator[tuple[str, str | BadDeliver
     first = head[-1] if head else ""
     if not first.strip():
         return
-    if _is_document(first):
+    if _is_document(first) and not first.lstrip().startswith("["):  # a one-line array is one document
         yield f"{name} line {len(head)}", first
         for number, line in enumerate(lines, start=len(head) + 1):
             if line.strip():
@@ -133,7 +133,7 @@ def count_json_lines(source: TextIO) -> int | None:
     for line in source:
         if line.strip():
             if json_lines is None:
-                json_lines = _is_document(line)
+                json_lines = _is_document(line) and not line.lstrip().startswith("[")
             count += 1
     source.seek(0)
     return count if json_lines else None

@@ -243,13 +243,15 @@ def test_import_of_the_seed_fixture_files_builds_what_posting_them_builds(
 def test_import_of_a_json_array_and_of_a_file_that_is_neither(engine, migrated_url, seed, tmp_path) -> None:
     array = tmp_path / "deliveries.json"
     array.write_text(json.dumps([seed["01_App_Create"], {"headers": {}}, seed["03_Env_Create"]], indent=2))
+    one_line = tmp_path / "one-line.json"  # an array on one line is not JSON Lines
+    one_line.write_text(json.dumps([seed["04_Env_Update"]]))
     broken = tmp_path / "broken.json"
     broken.write_text('{\n  "headers": {\n')
-    imported = cli(migrated_url, "import", str(array), str(broken))
+    imported = cli(migrated_url, "import", str(array), str(broken), str(one_line))
     assert imported.exit_code == 2
     assert f"{array} item 2: skipped: id: required" in imported.output
     assert f"{broken}: skipped: not JSON Lines, nor one JSON document" in imported.output
-    assert "4 processed (applied: 2, invalid: 2)" in imported.output
+    assert "5 processed (applied: 3, invalid: 2)" in imported.output
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(Env)) == 1
 
