@@ -24,8 +24,8 @@ def fill_history(url: str, apps: int, versions: int) -> int:
         conn.execute(
             """
             INSERT INTO apps (org_id, name, description, type, version_at, version_id)
-            SELECT 'org-bench', format('app-%s', lpad(a::text, 5, '0')), 'bench', 'APP',
-                   to_timestamp(%(base)s / 1000.0), format('app-%s', a)
+            SELECT 'org-bench', format('app-%%s', lpad(a::text, 5, '0')), 'bench', 'APP',
+                   to_timestamp(%(base)s / 1000.0), format('app-%%s', a)
             FROM generate_series(0, %(apps)s - 1) AS a
             """,
             {"apps": apps, "base": BASE_MS},
@@ -33,13 +33,13 @@ def fill_history(url: str, apps: int, versions: int) -> int:
         conn.execute(
             """
             INSERT INTO events (id, kind, action, app, org_id, actor_id, time, received_at, status, error, headers, body)
-            SELECT format('app-%s', a), 'App', 'Create', format('app-%s', lpad(a::text, 5, '0')), 'org-bench', 'u',
+            SELECT format('app-%%s', a), 'App', 'Create', format('app-%%s', lpad(a::text, 5, '0')), 'org-bench', 'u',
                    to_timestamp(%(base)s / 1000.0), now(), 'applied', NULL,
                    json_build_object('X-AppStack-Event', 'App', 'X-AppStack-Action', 'Create',
-                                     'X-AppStack-App', format('app-%s', lpad(a::text, 5, '0'))),
-                   json_build_object('id', format('app-%s', a), 'user', json_build_object('id', 'u'),
+                                     'X-AppStack-App', format('app-%%s', lpad(a::text, 5, '0'))),
+                   json_build_object('id', format('app-%%s', a), 'user', json_build_object('id', 'u'),
                                      'orgId', 'org-bench', 'time', %(base)s, 'objectKind', 'App',
-                                     'objectAttributes', json_build_object('name', format('app-%s', lpad(a::text, 5, '0')),
+                                     'objectAttributes', json_build_object('name', format('app-%%s', lpad(a::text, 5, '0')),
                                                                            'type', 'APP', 'description', 'bench'))::text
             FROM generate_series(0, %(apps)s - 1) AS a
             """,
@@ -48,8 +48,8 @@ def fill_history(url: str, apps: int, versions: int) -> int:
         conn.execute(
             """
             INSERT INTO versions (event_id, kind, org_id, app_name, name, time, deleted)
-            SELECT format('app-%s', a), 'App', 'org-bench', format('app-%s', lpad(a::text, 5, '0')),
-                   format('app-%s', lpad(a::text, 5, '0')), to_timestamp(%(base)s / 1000.0), false
+            SELECT format('app-%%s', a), 'App', 'org-bench', format('app-%%s', lpad(a::text, 5, '0')),
+                   format('app-%%s', lpad(a::text, 5, '0')), to_timestamp(%(base)s / 1000.0), false
             FROM generate_series(0, %(apps)s - 1) AS a
             """,
             {"apps": apps, "base": BASE_MS},

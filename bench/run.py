@@ -153,7 +153,7 @@ def wrk(
     headers: list[str] = (),
     env: dict[str, str] | None = None,
 ) -> Load:  # type: ignore[assignment]
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    cmd = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
     for header in headers:
         cmd += ["-H", header]
     if script:
@@ -463,6 +463,7 @@ def history_target(apps: int, versions: int, duration: int) -> None:
                 page = client.get(as_of).json()
                 assert len(page["items"]) == 100, page
                 assert page["items"][0]["labels"][2]["value"] == str(versions // 2), page["items"][0]
+                as_of_alone = wrk(base + as_of, duration=duration, connections=1, headers=[auth])
                 as_of_load = wrk(base + as_of, duration=duration, connections=4, headers=[auth])
                 current = "/api/v1/apps/app-00042/envs/env-3/history"
                 assert len(client.get(current).json()["items"]) == min(50, versions)
@@ -470,7 +471,8 @@ def history_target(apps: int, versions: int, duration: int) -> None:
     envs, total = apps * 10, apps * 10 * versions
     record(
         f"as-of list, limit=100 ({envs:,} envs, {total:,} versions): p99 < 100 ms",
-        f"{as_of_load.p99_ms:.1f} ms (p50 {as_of_load.p50_ms:.1f})",
+        f"{as_of_load.p99_ms:.1f} ms at 4 connections (p50 {as_of_load.p50_ms:.1f}); "
+        f"alone {as_of_alone.p99_ms:.1f} ms (p50 {as_of_alone.p50_ms:.1f})",
         met=as_of_load.p99_ms < 100,
     )
     record(

@@ -21,6 +21,7 @@ from cmdb_sync.api.problems import problem_details_plugin
 from cmdb_sync.api.state import ServerState
 from cmdb_sync.api.webhooks import receive_webhook
 from cmdb_sync.settings import Settings, get_settings
+from cmdb_sync.ui.pages import root, template_config, ui_router
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ def create_app(settings: Settings) -> Litestar:
             readyz,
             metrics,
             *docs_assets(),
+            root,
+            ui_router(),
         ],
         # closed by default: a route without opt={ACCESS: PUBLIC} needs a read token (when any is set)
         guards=[require_token],
@@ -59,6 +62,7 @@ def create_app(settings: Settings) -> Litestar:
         on_startup=[state.start],
         on_shutdown=[state.stop],
         openapi_config=openapi_config(),
+        template_config=template_config(),
     )
 
 

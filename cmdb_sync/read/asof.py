@@ -28,6 +28,7 @@ from cmdb_sync.read.views import AppOut, ChangeOrderDetailOut, ChangeOrderOut, D
 from cmdb_sync.times import now_utc, parse_event_time
 
 CHUNK = 200
+MAX_CHUNK = 2000
 SUCCESS = "SUCCESS"
 
 
@@ -105,8 +106,13 @@ class AsOf:
         found = self._rows(stmt)
         return found[0] if found else None
 
-    def walk(self, kind: str, where: list[Any], keys: list[Any], after: list[Any] | None) -> Iterator[_At]:
-        """The versions at the moment of every object of ``kind`` matching ``where``, in ``keys`` order."""
+    def walk(
+        self, kind: str, where: list[Any], keys: list[Any], after: list[Any] | None, *, first: int = CHUNK
+    ) -> Iterator[_At]:
+        """The versions at the moment of every object of ``kind`` matching ``where``, in ``keys``
+        order: ``first`` of them at once (a page's worth), then larger chunks. Each chunk's
+        journaled events, apps and change orders are read together, a query each."""
+        size = first
         while True:
             stmt = self._latest(kind).where(*where)
             if after is not None:
@@ -114,13 +120,54 @@ class AsOf:
                     tuple_(*keys)
                     > tuple_(*(bindparam(None, v, type_=k.type) for k, v in zip(keys, after, strict=True)))
                 )
-            chunk = self._rows(stmt.order_by(*keys).limit(CHUNK))
+            chunk = self._rows(stmt.order_by(*keys).limit(size))
             self._fetch([version.event_id for version in chunk])
+            if kind != "App":
+                self._prefetch_apps({(version.org_id, version.app_name) for version in chunk if version.app_name})
+            if kind == "Env":
+                self._prefetch_deployments({(version.org_id, version.app_name) for version in chunk})
             yield from chunk
-            if len(chunk) < CHUNK:
+            if len(chunk) < size:
                 return
             last = chunk[-1]
             after = [getattr(last, key.key) for key in keys]
+            size = min(size * 4, MAX_CHUNK)
+
+    def _prefetch_apps(self, keys: set[tuple[str, str]]) -> None:
+        """The apps of versions just read (they exist: a version of theirs implies them), in two queries."""
+        missing = sorted(keys - self._apps.keys())
+        if not missing:
+            return
+        of_those = tuple_(Version.org_id, Version.app_name).in_(missing)
+        latest = {(v.org_id, v.app_name): v for v in self._rows(self._latest("App").where(of_those))}
+        purges = self.session.execute(
+            select(Version.org_id, Version.app_name, func.max(Version.time))
+            .where(Version.kind == "App", Version.deleted.is_(True), Version.time <= self.at, of_those)
+            .group_by(Version.org_id, Version.app_name)
+        )
+        purged = {(org, app): at for org, app, at in purges}
+        for key in missing:
+            self._apps[key] = AppAt(key[0], key[1], latest.get(key), purged.get(key))
+
+    def _prefetch_deployments(self, keys: set[tuple[str, str]]) -> None:
+        """The successful jobs of the change orders, as they were, of the apps just read: one query."""
+        missing = sorted(keys - self._deployments.keys())
+        if not missing:
+            return
+        for key in missing:
+            self._deployments[key] = []
+        of_those = tuple_(Version.org_id, Version.app_name).in_(missing)
+        orders = self._rows(self._latest("ChangeOrder").where(of_those))
+        self._fetch([version.event_id for version in orders])
+        for version in orders:
+            snapshot = self.snapshot("ChangeOrder", version)
+            if snapshot is None:
+                continue
+            for group in snapshot.children:
+                for position, job in enumerate(group.rows):
+                    if job["state"] == SUCCESS:
+                        entry = (job, snapshot.values, version.time, position)
+                        self._deployments[(version.org_id, version.app_name)].append(entry)
 
     def _fetch(self, event_ids: list[str]) -> None:
         """The journaled events of these versions, in one query (a list reads a chunk at a time)."""
@@ -271,7 +318,7 @@ class AsOf:
         after = decode_cursor(window.cursor, keys) if window.cursor else None
 
         def candidates() -> Iterator[tuple[tuple[Any, ...], Any]]:
-            for version in self.walk(kind, where, keys, after):
+            for version in self.walk(kind, where, keys, after, first=window.limit + 1):
                 item = self.owned(kind, version, window.include_deleted)
                 if item is not None and accept(item):
                     yield tuple(getattr(version, key.key) for key in keys), item
@@ -316,19 +363,7 @@ class AsOf:
     def current_deployment(self, org_id: str, app_name: str, env_name: str) -> DeploymentOut | None:
         """The env's newest successful change-order job among the change orders as they were."""
         key = (org_id, app_name)
-        if key not in self._deployments:
-            jobs = []
-            for version in self.walk(
-                "ChangeOrder", [Version.org_id == org_id, Version.app_name == app_name], [Version.name], None
-            ):
-                snapshot = self.snapshot("ChangeOrder", version)
-                if snapshot is None:
-                    continue
-                for group in snapshot.children:
-                    for position, job in enumerate(group.rows):
-                        if job["state"] == SUCCESS:
-                            jobs.append((job, snapshot.values, version.time, position))
-            self._deployments[key] = jobs
+        self._prefetch_deployments({key})
         candidates = [entry for entry in self._deployments[key] if entry[0]["env_name"] == env_name]
         if not candidates:
             return None

@@ -81,6 +81,7 @@ def snapshot_of(kind: str, headers: dict[str, str], body: str) -> Snapshot | Non
         return None
 
 
+@cache
 def _relationship_names(model: Any) -> dict[Any, tuple[str, Any]]:
     return {rel.mapper.local_table: (rel.key, rel.mapper.class_) for rel in inspect_model(model).relationships}
 
