@@ -8,6 +8,7 @@ an admin who asks, exactly as in the API; the webhook token never appears.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -373,5 +374,15 @@ def ui_router() -> Router:
     )
 
 
+def as_json(value: Any) -> str:
+    """A value as JSON text as it reads to a person: 环境级别, not \\u73af\\u5883."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def _filters(engine: JinjaTemplateEngine) -> None:
+    engine.engine.filters["json"] = as_json
+    engine.engine.filters["pretty"] = lambda value: json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
 def template_config() -> TemplateConfig:  # type: ignore[type-arg]
-    return TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine)
+    return TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine, engine_callback=_filters)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -106,7 +107,13 @@ def extra_deliveries() -> list[dict]:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory) -> Iterator[str]:
-    workdir = tmp_path_factory.mktemp("ui")
+    with serving(tmp_path_factory.mktemp("ui")) as base:
+        yield base
+
+
+@contextmanager
+def serving(workdir: Path) -> Iterator[str]:
+    """The seeded server (docs/screenshots.py uses it too)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CMDB_SYNC_")}
     env.update(
         {

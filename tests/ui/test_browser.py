@@ -73,6 +73,7 @@ def test_a_reader_sees_masked_values_an_admin_may_reveal_them(page) -> None:
     expect(page.locator(".masked").first).to_be_visible()
     expect(page.get_by_role("link", name="Journal")).to_have_count(0)
     page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/ui/login"))
     sign_in(page, ADMIN, f"/ui/apps/{ORG}/myapp-demo")
     page.get_by_role("link", name="Reveal values").click()
     expect(page.locator("body")).to_contain_text("s3cret-value")
