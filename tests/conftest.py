@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,6 +91,23 @@ def _throwaway_cluster(bindir: Path, base: Path, port: int) -> Iterator[str]:
         yield cluster.url
     finally:
         cluster.stop()
+
+
+def wait_ready(base: str, process: subprocess.Popen, log: Path, seconds: float = 30) -> None:  # type: ignore[type-arg]
+    """Wait until the server at ``base`` answers ``/readyz`` with 200; fail with its log when it
+    exits first or takes longer than ``seconds``."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the server at {base} did not become ready:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.2)
 
 
 def free_port() -> int:

@@ -19,15 +19,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -126,21 +124,11 @@ def quick_start(tmp_path_factory) -> tuple[Path, dict[str, str], str]:
         cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=(cwd / "serve.log").open("wb"),
         start_new_session=True,  # bash and the server it starts: stopped together at the end
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, process.stderr.read() if process.stderr else "serve exited"
-        assert time.monotonic() < deadline, "the quick start's server did not become ready in 30 s"
-        time.sleep(0.2)
+    wait_ready(base, process, cwd / "serve.log")
     yield cwd, env, base
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=20)

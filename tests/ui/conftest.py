@@ -8,15 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import FIXTURES, WEBHOOK_TOKEN, free_port
+from tests.conftest import FIXTURES, WEBHOOK_TOKEN, free_port, wait_ready
 
 CHROMIUM = os.environ.get("CMDB_SYNC_TEST_CHROMIUM", "/usr/bin/chromium")
 READER, ADMIN = "reader-token", "admin-token"
@@ -143,15 +141,7 @@ def serving(workdir: Path) -> Iterator[str]:
         stderr=(workdir / "serve.log").open("wb"),
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, (workdir / "serve.log").read_text()
-        time.sleep(0.2)
+    wait_ready(base, process, workdir / "serve.log")
     yield base
     process.terminate()
     process.wait(timeout=20)
