@@ -29,6 +29,7 @@ PAGES = {
     "history": f"/ui/history/env/{ORG}/myapp-demo/test-env",
     "as-of": f"/ui/apps/{ORG}/myapp-demo?as_of=2024-07-29T07:08:00Z",
     "journal": "/ui/journal",
+    "delivery": "/ui/journal/ui-deploy",
 }
 
 

@@ -39,8 +39,12 @@ def one_named(session: Session, stmt: Select[Any], org_column: Any, what: str, o
 
 
 def resolve_app(session: Session, name: str, org_id: str | None, include_deleted: bool) -> App:
-    """The one app a path names: 404 when none, 409 listing the orgs when the name is in several."""
-    stmt = select(App).where(App.name == name)
-    if not include_deleted:
-        stmt = stmt.where(App.deleted_at.is_(None))
-    return one_named(session, stmt, App.org_id, f"app {name!r}", org_id)
+    """The one app a path names: 404 when none, 409 listing the orgs when the name is in several.
+    Found once per session (a request): a page that lists several things of one app asks once."""
+    key = ("resolved app", name, org_id, include_deleted)
+    if key not in session.info:
+        stmt = select(App).where(App.name == name)
+        if not include_deleted:
+            stmt = stmt.where(App.deleted_at.is_(None))
+        session.info[key] = one_named(session, stmt, App.org_id, f"app {name!r}", org_id)
+    return session.info[key]  # type: ignore[no-any-return]
