@@ -11,7 +11,7 @@ from litestar.params import FromPath, QueryParameter
 from sqlalchemy.orm import Session
 
 from cmdb_sync.api.auth import Principal
-from cmdb_sync.api.openapi import API_SECURITY
+from cmdb_sync.api.openapi import API_SECURITY, answered_by
 from cmdb_sync.api.params import (
     Cursor,
     Limit,
@@ -54,6 +54,7 @@ class HistoryController(Controller):
         responses=NESTED_LIST_PROBLEMS,
         sync_to_thread=True,
         summary="An environment's versions",
+        operation_class=answered_by("env_history"),
     )
     def env_history(
         self,
@@ -111,6 +112,7 @@ class HistoryController(Controller):
         responses=LIST_PROBLEMS,
         sync_to_thread=True,
         summary="Every version across the inventory, oldest first (a feed to follow)",
+        operation_class=answered_by("changes"),
     )
     def list_changes(
         self,

@@ -14,7 +14,7 @@ from litestar.params import FromPath, QueryParameter
 from sqlalchemy.orm import Session
 
 from cmdb_sync.api.auth import Principal
-from cmdb_sync.api.openapi import API_SECURITY
+from cmdb_sync.api.openapi import API_SECURITY, answered_by
 from cmdb_sync.api.params import (
     AsOfParam,
     Cursor,
@@ -90,6 +90,7 @@ class InventoryController(Controller):
         responses=ONE_PROBLEMS,
         sync_to_thread=True,
         summary="An environment, with its current deployment",
+        operation_class=answered_by("env_as_of"),
     )
     def get_env(
         self,

@@ -157,3 +157,30 @@ class WebhookOperation(Operation):
             Parameter(name=name, param_in="header", required=required, schema=_TEXT, description=description)
             for name, required, description in _HEADERS
         ]
+
+
+# --- answers, for the routes a reader learns by example ------------------------------------------
+
+
+def _answers(names: tuple[str, ...]) -> dict[str, Example]:
+    """Real answers on the README quick start's state (cmdb_sync/examples/answers; a test keeps
+    them equal to what the server answers)."""
+    examples = {}
+    for name in names:
+        answer = json.loads((resources.files("cmdb_sync") / "examples" / "answers" / f"{name}.json").read_text("utf-8"))
+        examples[name] = Example(summary=f"GET {answer['path']}", value=answer["answer"])
+    return examples
+
+
+def answered_by(*names: str) -> type[Operation]:
+    """An operation whose 200 answer carries these examples."""
+
+    @dataclass
+    class Answered(Operation):
+        def __post_init__(self) -> None:
+            ok = (self.responses or {}).get("200")
+            content = getattr(ok, "content", None) or {}
+            if "application/json" in content:
+                content["application/json"].examples = _answers(names)
+
+    return Answered

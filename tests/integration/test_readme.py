@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import free_port, wait_ready
@@ -185,3 +186,27 @@ def test_every_readme_example_answers_what_the_readme_shows(quick_start) -> None
             readme = readme[: block.start] + text + readme[block.end :]
         README.write_text(readme, encoding="utf-8")
     assert not failures, "\n".join(failures)
+
+
+ANSWERS = ROOT / "cmdb_sync" / "examples" / "answers"
+
+
+def test_the_openapi_examples_are_real_answers(quick_start) -> None:
+    """The answers the OpenAPI document shows (cmdb_sync/examples/answers) are what the server
+    answers on the quick start's state; README_EXAMPLES_WRITE=1 writes them anew."""
+    _, _, base = quick_start
+    files = sorted(ANSWERS.glob("*.json"))
+    assert files
+    with httpx.Client(base_url=base, headers={"Authorization": "Bearer reader-token"}) as client:
+        for path in files:
+            example = json.loads(path.read_text(encoding="utf-8"))
+            response = client.get(example["path"])
+            assert response.status_code == 200, (path.name, response.text)
+            if os.environ.get("README_EXAMPLES_WRITE") == "1":
+                example["answer"] = response.json()
+                path.write_text(json.dumps(example, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+                continue
+            assert normalise(response.json(), example["answer"]) == example["answer"], path.name
+        document = client.get("/schema/openapi.json").json()
+    env = document["paths"]["/api/v1/apps/{app}/envs/{env}"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert env["examples"]["env_as_of"]["value"]["name"] == "test-env"
