@@ -53,6 +53,11 @@ async def reject_unknown_query_parameters(request: Request) -> None:  # type: ig
     if unknown:
         msg = f"unknown query parameter(s): {', '.join(unknown)}"
         raise BadRequest(msg, unknown=unknown)
+    await reject_nul(request)
+
+
+async def reject_nul(request: Request) -> None:  # type: ignore[type-arg]
+    """NUL, which no stored name contains (and PostgreSQL cannot compare), is refused up front."""
     values = [*request.path_params.values(), *(v for _, v in request.query_params.multi_items())]
     if any("\x00" in str(value) for value in values):
         msg = "parameters may not contain U+0000 (stored names hold U+FFFD in its place)"

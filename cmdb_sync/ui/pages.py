@@ -25,6 +25,7 @@ from litestar.template.config import TemplateConfig
 from sqlalchemy.orm import Session
 
 from cmdb_sync.api.auth import ACCESS, PUBLIC, Principal, identify
+from cmdb_sync.api.params import reject_nul
 from cmdb_sync.api.state import server_state
 from cmdb_sync.errors import CmdbSyncError, NotFound, Unauthorized
 from cmdb_sync.read import deployments, history, inventory, journal
@@ -369,6 +370,7 @@ def ui_router() -> Router:
         ],
         # the pages check the session cookie themselves (viewer()): the API's bearer guard lets them through
         opt={ACCESS: PUBLIC},
+        before_request=reject_nul,
         include_in_schema=False,
         exception_handlers={SignInRequired: to_sign_in, CmdbSyncError: error_page},
     )

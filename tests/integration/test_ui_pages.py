@@ -121,6 +121,8 @@ def test_as_of_pages_and_bad_input_are_pages_not_tracebacks(ui) -> None:
     assert ui.get("/ui/apps/nope/nope").status_code == 404
     assert ui.get("/ui/history/nope/a/b/c").status_code == 404
     assert ui.get("/ui/envs?label_name=x&label_value=y&cursor=garbage").status_code == 400
+    assert ui.get("/ui/envs?label_name=a&label_value=%00").status_code == 400  # PostgreSQL cannot hold NUL
+    assert ui.get("/ui/apps/a%00/b").status_code == 400
 
 
 def test_pages_walk_forward_and_back(ui, session_factory) -> None:
