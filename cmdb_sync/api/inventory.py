@@ -23,6 +23,7 @@ from cmdb_sync.api.params import (
     OrgId,
     Reveal,
     allow_reveal,
+    answered,
     reject_unknown_query_parameters,
 )
 from cmdb_sync.api.problems import LIST_PROBLEMS, NESTED_LIST_PROBLEMS, ONE_PROBLEMS
@@ -83,7 +84,7 @@ class InventoryController(Controller):
         window = Window(limit, cursor, include_deleted)
         if (at := parse_as_of(as_of)) is not None:
             return AsOf(db, at).list_owned("Env", window, app_name=app, org_id=org_id, within_app=True)
-        return inventory.list_app_envs(db, app, window, org_id=org_id)
+        return answered(inventory.list_app_envs(db, app, window, org_id=org_id, serialized=True))
 
     @get(
         "/apps/{app:str}/envs/{env:str}",
@@ -103,7 +104,9 @@ class InventoryController(Controller):
     ) -> EnvOut:
         if (at := parse_as_of(as_of)) is not None:
             return AsOf(db, at).get_owned("Env", "env", app, env, org_id=org_id, include_deleted=include_deleted)
-        return inventory.get_env(db, app, env, org_id=org_id, include_deleted=include_deleted)
+        return answered(
+            inventory.get_env(db, app, env, org_id=org_id, include_deleted=include_deleted, serialized=True)
+        )
 
     @get("/envs", responses=LIST_PROBLEMS, sync_to_thread=True, summary="Environments across apps")
     def list_envs(
@@ -127,13 +130,8 @@ class InventoryController(Controller):
         if (at := parse_as_of(as_of)) is not None:
             accept = asof.all_of(asof.matches_labels(labels), asof.runs_artifact(artifact) if artifact else None)
             return AsOf(db, at).list_owned("Env", window, app_name=app, org_id=org_id, within_app=False, accept=accept)
-        return inventory.list_envs(
-            db,
-            window,
-            app=app,
-            org_id=org_id,
-            labels=labels,
-            artifact=artifact,
+        return answered(
+            inventory.list_envs(db, window, app=app, org_id=org_id, labels=labels, artifact=artifact, serialized=True)
         )
 
     @get(

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from litestar import Request
+from litestar import Request, Response
+from litestar.enums import MediaType
 from litestar.params import QueryParameter
 from sqlalchemy.orm import Session
 
 from cmdb_sync.api.auth import Principal
 from cmdb_sync.api.state import server_state
 from cmdb_sync.errors import BadRequest
+from cmdb_sync.read.documents import Serialized
 from cmdb_sync.read.pagination import MAX_LIMIT
 from cmdb_sync.times import as_utc
+
+T = TypeVar("T")
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description=f"page size, at most {MAX_LIMIT}")]
 Cursor = Annotated[str | None, QueryParameter(description="next_cursor of the previous page")]
@@ -62,6 +66,13 @@ async def reject_nul(request: Request) -> None:  # type: ignore[type-arg]
     if any("\x00" in str(value) for value in values):
         msg = "parameters may not contain U+0000 (stored names hold U+FFFD in its place)"
         raise BadRequest(msg)
+
+
+def answered(result: T) -> T | Response[bytes]:
+    """A read's result as the handler returns it: JSON the database already built goes out as it is."""
+    if isinstance(result, Serialized):
+        return Response(result.body, media_type=MediaType.JSON)
+    return result
 
 
 def time_bound(value: datetime | None, field: str) -> datetime | None:

@@ -40,7 +40,7 @@ from cmdb_sync.read.views import (
 SUCCESS = "SUCCESS"
 
 
-def _newest_first(job: Any) -> list[Any]:
+def newest_first(job: Any) -> list[Any]:
     return [job.ended_at.desc().nulls_last(), job.started_at.desc().nulls_last(), job.id.desc()]
 
 
@@ -104,7 +104,7 @@ def _current_deployments_statement(dialect: str) -> Select[Any]:
             ChangeOrder.sn,
             ChangeOrder.version,
             func.row_number()
-            .over(partition_by=[job.org_id, job.app_name, job.env_name], order_by=_newest_first(job))
+            .over(partition_by=[job.org_id, job.app_name, job.env_name], order_by=newest_first(job))
             .label("rank"),
         )
         .join(ChangeOrder, ChangeOrder.id == job.change_order_id)
@@ -117,7 +117,7 @@ def _current_deployments_statement(dialect: str) -> Select[Any]:
 
 def current_deployment(conn: Connection, org_id: str, app_name: str, env_name: str) -> DeploymentOut | None:
     """The current deployment of one env: its newest change-order job in state SUCCESS, by the
-    same ordering as ``current_deployments`` (``_newest_first``), without its window query, which
+    same ordering as ``current_deployments`` (``newest_first``), without its window query, which
     costs more than it saves for one env."""
     row = conn.execute(_current_deployment_statement(), {"org": org_id, "app": app_name, "env": env_name}).first()
     if row is None:
@@ -137,7 +137,7 @@ def _current_deployment_statement() -> Select[Any]:
             job.env_name == bindparam("env"),
             job.state == SUCCESS,
         )
-        .order_by(*_newest_first(job))
+        .order_by(*newest_first(job))
         .limit(1)
     )
 
@@ -152,7 +152,7 @@ def envs_running_artifact(pattern: str) -> ColumnElement[bool]:
     current_artifacts = (
         select(job.artifacts_text)
         .where(job.org_id == Env.org_id, job.app_name == Env.app_name, job.env_name == Env.name, job.state == SUCCESS)
-        .order_by(*_newest_first(job))
+        .order_by(*newest_first(job))
         .limit(1)
         .correlate(Env)
         .scalar_subquery()

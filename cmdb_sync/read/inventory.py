@@ -19,6 +19,7 @@ from cmdb_sync.errors import BadRequest, NotFound, the_one
 from cmdb_sync.models import App, Env, EnvLabel, EnvProfile, Orchestration, VariableGroup
 from cmdb_sync.read.common import MAX_ORGS_LISTED, Window, like, resolve_app
 from cmdb_sync.read.deployments import current_deployment, current_deployments, envs_running_artifact
+from cmdb_sync.read.documents import Serialized, env_document
 from cmdb_sync.read.pagination import paginate
 from cmdb_sync.read.views import (
     AppOut,
@@ -88,9 +89,17 @@ def _env_select(include_deleted: bool) -> Select[Any]:
     return stmt if include_deleted else stmt.where(visible(Env))
 
 
-def _envs_page(session: Session, stmt: Select[Any], keys: list[Any], window: Window) -> Page[EnvOut]:
+def _envs_page(
+    session: Session, stmt: Select[Any], keys: list[Any], window: Window, *, serialized: bool = False
+) -> Page[EnvOut] | Serialized:
     """A page of envs in four queries whatever its length: the envs, their labels, their
-    profiles, their current deployments."""
+    profiles, their current deployments. Asked for ``serialized`` on PostgreSQL: one query, each
+    env's JSON built by the database (``env_documents``), the page's JSON joined from them."""
+    if serialized and session.bind is not None and session.bind.dialect.name == "postgresql":
+        rows, next_cursor = paginate(
+            session, stmt.add_columns(env_document().label("doc")), keys, limit=window.limit, cursor=window.cursor
+        )
+        return Serialized.page([row.doc for row in rows], next_cursor)
     rows, next_cursor = paginate(session, stmt, keys, limit=window.limit, cursor=window.cursor)
     conn = session.connection()
     ids = [row.id for row in rows]
@@ -128,10 +137,12 @@ def _children_of_envs_statement(model: Any) -> Select[Any]:
     )
 
 
-def list_app_envs(session: Session, app_name: str, window: Window, *, org_id: str | None) -> Page[EnvOut]:
+def list_app_envs(
+    session: Session, app_name: str, window: Window, *, org_id: str | None, serialized: bool = False
+) -> Page[EnvOut] | Serialized:
     app = resolve_app(session, app_name, org_id, window.include_deleted)
     stmt = _env_select(window.include_deleted).where(Env.org_id == app.org_id, Env.app_name == app.name)
-    return _envs_page(session, stmt, [Env.name], window)
+    return _envs_page(session, stmt, [Env.name], window, serialized=serialized)
 
 
 def list_envs(
@@ -142,7 +153,8 @@ def list_envs(
     org_id: str | None,
     labels: list[tuple[str, str]],
     artifact: str | None = None,
-) -> Page[EnvOut]:
+    serialized: bool = False,
+) -> Page[EnvOut] | Serialized:
     stmt = _env_select(window.include_deleted)
     if app is not None:
         stmt = stmt.where(Env.app_name == app)
@@ -152,21 +164,33 @@ def list_envs(
         stmt = stmt.where(exists().where(EnvLabel.env_id == Env.id, EnvLabel.name == name, EnvLabel.value == value))
     if artifact:
         stmt = stmt.where(envs_running_artifact(like(artifact)))
-    return _envs_page(session, stmt, [Env.app_name, Env.name, Env.org_id], window)
+    return _envs_page(session, stmt, [Env.app_name, Env.name, Env.org_id], window, serialized=serialized)
 
 
-def get_env(session: Session, app_name: str, env_name: str, *, org_id: str | None, include_deleted: bool) -> EnvOut:
+def get_env(
+    session: Session,
+    app_name: str,
+    env_name: str,
+    *,
+    org_id: str | None,
+    include_deleted: bool,
+    serialized: bool = False,
+) -> EnvOut | Serialized:
     """One env in four small prepared queries and no ORM objects (the most read route): the app
     and the env together (which app, which orgs, whether the env is there), its labels, its
-    profiles, its current deployment."""
+    profiles, its current deployment. Asked for ``serialized`` on PostgreSQL: one query, the JSON
+    built by the database."""
     conn = session.connection()
     params = {"app": app_name, "env": env_name, "org": org_id}
-    rows = conn.execute(_env_statement(include_deleted, org_id is not None), params).all()
+    as_document = serialized and conn.dialect.name == "postgresql"
+    rows = conn.execute(_env_statement(include_deleted, org_id is not None, as_document), params).all()
     the_one([_AppOrg(r.app_org_id) for r in rows], f"app {app_name!r}", org_id)
     row = rows[0]
     if row.id is None:
         msg = f"env {env_name!r} of app {app_name!r} not found"
         raise NotFound(msg)
+    if as_document:
+        return Serialized(row.doc.encode())
     labels = conn.execute(_children_statement(EnvLabel), {"env_id": row.id}).mappings().all()
     profiles = conn.execute(_children_statement(EnvProfile), {"env_id": row.id}).mappings().all()
     return versioned_out(
@@ -185,11 +209,15 @@ class _AppOrg:
 
 
 @cache
-def _env_statement(include_deleted: bool, by_org: bool) -> Select[Any]:
+def _env_statement(include_deleted: bool, by_org: bool, as_document: bool = False) -> Select[Any]:
     found = and_(owned_by(Env), Env.name == bindparam("env"))
+    documents = (env_document().label("doc"),) if as_document else ()
     stmt = (
         select(
-            App.org_id.label("app_org_id"), *Env.__table__.c, effective_deleted_at(Env).label("effective_deleted_at")
+            App.org_id.label("app_org_id"),
+            *Env.__table__.c,
+            effective_deleted_at(Env).label("effective_deleted_at"),
+            *documents,
         )
         .select_from(App)
         .outerjoin(Env, found if include_deleted else and_(found, visible(Env)))
