@@ -311,6 +311,36 @@ def export(since: datetime | None, kind: str | None, output: TextIO) -> None:
     _finish(reporter, "exported")
 
 
+@main.group()
+def journal() -> None:
+    """The event journal: how big it is."""
+
+
+@journal.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per month and kind, instead of a table.")
+def stats(as_json: bool) -> None:
+    """Deliveries and bytes by received month and kind (stored bytes: after PostgreSQL's compression)."""
+    import json
+
+    from cmdb_sync.read.journal import journal_stats
+
+    settings = _settings()
+    with _database(settings) as database, database.sessions() as session:
+        shares = journal_stats(session)
+    if as_json:
+        for share in shares:
+            click.echo(json.dumps(share.__dict__))
+        return
+    click.echo(f"{'month':<8} {'kind':<24} {'deliveries':>12} {'body bytes':>14} {'stored bytes':>14}")
+    for share in shares:
+        click.echo(
+            f"{share.month:<8} {share.kind[:24]:<24} {share.deliveries:>12,} {share.body_bytes:>14,} "
+            f"{share.stored_bytes:>14,}"
+        )
+    total = (sum(s.deliveries for s in shares), sum(s.body_bytes for s in shares), sum(s.stored_bytes for s in shares))
+    click.echo(f"{'total':<8} {'':<24} {total[0]:>12,} {total[1]:>14,} {total[2]:>14,}")
+
+
 def appstack_http(base_url: str, token: str) -> httpx.Client:
     """The HTTP client backfill talks to AppStack with (tests put a fake AppStack behind it)."""
     import httpx

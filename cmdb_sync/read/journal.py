@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import LargeBinary, func, select
 from sqlalchemy.orm import Session
 
 from cmdb_sync.errors import NotFound
@@ -56,3 +56,39 @@ def get_event(session: Session, event_id: str) -> EventDetailOut:
         msg = f"event {event_id!r} not found"
         raise NotFound(msg)
     return EventDetailOut(**event_out(event).model_dump(), headers=event.headers, body=event.parsed_body)
+
+
+@dataclass(frozen=True)
+class JournalShare:
+    """One month's deliveries of one kind: how many, their bodies' size as received, and as stored
+    (after PostgreSQL's compression; the same as received on SQLite)."""
+
+    month: str
+    kind: str
+    deliveries: int
+    body_bytes: int
+    stored_bytes: int
+
+
+def journal_stats(session: Session) -> list[JournalShare]:
+    """The journal by received month and kind, oldest month first."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    month = (
+        func.to_char(func.timezone("UTC", Event.received_at), "YYYY-MM")
+        if postgresql
+        else func.strftime("%Y-%m", Event.received_at)
+    )
+    body_bytes = func.octet_length(Event.body) if postgresql else func.length(func.cast(Event.body, LargeBinary))
+    stored = func.pg_column_size(Event.body) if postgresql else body_bytes
+    stmt = (
+        select(
+            month.label("month"),
+            Event.kind,
+            func.count(),
+            func.coalesce(func.sum(body_bytes), 0),
+            func.coalesce(func.sum(stored), 0),
+        )
+        .group_by(month, Event.kind)
+        .order_by(month, Event.kind)
+    )
+    return [JournalShare(m, kind, int(n), int(size), int(kept)) for m, kind, n, size, kept in session.execute(stmt)]
