@@ -239,10 +239,13 @@ def _finish(reporter: ProgressReporter, what: str) -> None:
 @click.option("--failed", "failed_only", is_flag=True, help="Only events journaled as failed.")
 @click.option("--rebuild", is_flag=True, help="Empty every projection and re-apply the whole journal.")
 @click.option(
+    "--restart", is_flag=True, help="With --rebuild: start over, even where a stopped rebuild could continue."
+)
+@click.option(
     "--since", type=IsoTime(), help="Only events at or after this event time (ISO-8601; UTC unless an offset)."
 )
 @click.option("--kind", help="Only events of this objectKind.")
-def replay(failed_only: bool, rebuild: bool, since: datetime | None, kind: str | None) -> None:
+def replay(failed_only: bool, rebuild: bool, restart: bool, since: datetime | None, kind: str | None) -> None:
     """Re-apply the journal to the projections, in (time, id) order. Safe while the server runs."""
     from cmdb_sync.progress import reporting
     from cmdb_sync.projections import REGISTRY
@@ -252,6 +255,9 @@ def replay(failed_only: bool, rebuild: bool, since: datetime | None, kind: str |
     if rebuild and (failed_only or since or kind):
         msg = "--rebuild re-applies the whole journal: it takes no --failed, --since or --kind"
         raise click.UsageError(msg)
+    if restart and not rebuild:
+        msg = "--restart goes with --rebuild"
+        raise click.UsageError(msg)
     settings = _settings()
     if kind is not None and kind not in REGISTRY:
         known = ", ".join(sorted(REGISTRY))
@@ -260,7 +266,7 @@ def replay(failed_only: bool, rebuild: bool, since: datetime | None, kind: str |
         )
     selection = Selection(failed_only=failed_only, since=since, kind=kind)
     with _database(settings) as database, reporting("rebuild" if rebuild else "replay") as reporter:
-        run_replay(database.sessions, selection, reporter, rebuild=rebuild)
+        run_replay(database.sessions, selection, reporter, rebuild=rebuild, restart=restart)
         database.analyze()
     _finish(reporter, "replayed")
 

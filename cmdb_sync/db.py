@@ -184,12 +184,17 @@ def upsert(
 
 
 def keyset_batches(
-    session_factory: sessionmaker[Session], stmt: Select[Any], keys: Sequence[Any], batch_size: int
+    session_factory: sessionmaker[Session],
+    stmt: Select[Any],
+    keys: Sequence[Any],
+    batch_size: int,
+    *,
+    after: list[Any] | None = None,
 ) -> Iterator[list[Any]]:
     """Every row ``stmt`` selects, in ``keys`` order (columns it selects, unique together), a batch
-    at a time: memory holds one batch, and each batch is its own short read transaction, so
-    nothing is held open between batches (on SQLite, not the write lock either)."""
-    after: list[Any] | None = None
+    at a time, from just past ``after`` when given: memory holds one batch, and each batch is its
+    own short read transaction, so nothing is held open between batches (on SQLite, not the write
+    lock either)."""
     while True:
         page = stmt
         if after is not None:

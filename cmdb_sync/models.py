@@ -430,6 +430,21 @@ class ReleaseStageExecution(Versioned, Base):
     )
 
 
+class RebuildRun(Base):
+    """One ``cmdb-sync replay --rebuild``: where it stands, written in the same transaction as each
+    batch it replays, so a rebuild that stopped continues where it stopped."""
+
+    __tablename__ = "rebuild_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    untimed_after: Mapped[str | None] = mapped_column(String, comment="the last event without a time replayed")
+    timed_after_time: Mapped[datetime | None] = mapped_column(comment="the last timed event replayed: its time")
+    timed_after_id: Mapped[str | None] = mapped_column(String, comment="... and its id")
+    done: Mapped[int] = mapped_column(Integer, comment="events replayed so far")
+
+
 class BackfillRun(Base):
     """One ``cmdb-sync backfill`` of an org (or of one app): what a second run needs to resume it."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -98,6 +99,56 @@ def test_rebuild_serves_exactly_what_was_served_before(api, engine, migrated_url
     assert result.exit_code == 0, result.output
     assert "failed: 1" in result.output
     assert read_everything(api) == before
+
+
+def test_a_stopped_rebuild_continues_where_it_stopped(api, engine, migrated_url, seed, monkeypatch) -> None:
+    from cmdb_sync import replay as replay_module
+    from cmdb_sync.models import RebuildRun
+
+    events = rich_event_set(seed)
+    for event in events:
+        post_delivery(api, event)
+    before = read_everything(api)
+    real_batch = replay_module._replay_batch
+    calls = {"n": 0}
+
+    def stopped_after_two(*args, **kwargs):  # the process dies during the third batch
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_batch(*args, **kwargs)
+
+    monkeypatch.setattr(replay_module, "BATCH_SIZE", 2)
+    monkeypatch.setattr(replay_module, "_replay_batch", stopped_after_two)
+    stopped = cli(migrated_url, "replay", "--rebuild")
+    assert stopped.exit_code != 0
+    with engine.connect() as conn:
+        (run,) = conn.execute(select(RebuildRun.done, RebuildRun.finished_at)).all()
+    assert run == (4, None)  # two batches of two, committed with their position
+    monkeypatch.setattr(replay_module, "_replay_batch", real_batch)
+    resumed = cli(migrated_url, "replay", "--rebuild")
+    assert resumed.exit_code == 0, resumed.output
+    assert "continuing the rebuild begun at" in resumed.output and "4 events were replayed" in resumed.output
+    assert f"{len(events) - 4} processed" in resumed.output  # the rest, not everything again
+    assert read_everything(api) == before
+    with engine.connect() as conn:
+        assert conn.execute(select(RebuildRun.done, RebuildRun.finished_at.is_not(None))).all() == [(len(events), True)]
+    again = cli(migrated_url, "replay", "--rebuild")  # the last one finished: a new one starts over
+    assert f"{len(events)} processed" in again.output and "continuing" not in again.output
+    assert read_everything(api) == before
+
+
+def test_restart_starts_a_stopped_rebuild_over(engine, migrated_url, session_factory) -> None:
+    from cmdb_sync.models import RebuildRun
+
+    for event in (app_event("Create", 1000), env_event("Create", 2000)):
+        ingest(session_factory, event["headers"], raw(event))
+    with engine.begin() as conn:  # a rebuild that stopped after the first event
+        conn.execute(RebuildRun.__table__.insert().values(started_at=datetime(2026, 1, 1, tzinfo=UTC), done=1))
+    restarted = cli(migrated_url, "replay", "--rebuild", "--restart")
+    assert restarted.exit_code == 0, restarted.output
+    assert "2 processed" in restarted.output and "continuing" not in restarted.output
+    assert cli(migrated_url, "replay", "--restart").exit_code == 2
 
 
 def test_rebuild_refuses_narrowing_options(migrated_url) -> None:
