@@ -84,14 +84,24 @@ class Database:
     engine: Engine
     sessions: sessionmaker[Session]
     read_sessions: sessionmaker[Session]
+    primary_read_sessions: sessionmaker[Session]
+    replica: Engine | None = None
 
     @classmethod
-    def open(cls, url: str, *, pool_size: int = 10) -> Self:
+    def open(cls, url: str, *, pool_size: int = 10, read_url: str | None = None) -> Self:
+        """``read_url``: a streaming replica that ``read_sessions`` read from (the primary's own
+        read sessions stay at hand for a read that must see what was just written)."""
         engine = make_engine(url, pool_size=pool_size)
-        return cls(engine, make_session_factory(engine), make_read_session_factory(engine))
+        primary_reads = make_read_session_factory(engine)
+        if read_url is None:
+            return cls(engine, make_session_factory(engine), primary_reads, primary_reads)
+        replica = make_engine(read_url, pool_size=pool_size)
+        return cls(engine, make_session_factory(engine), make_read_session_factory(replica), primary_reads, replica)
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.replica is not None:
+            self.replica.dispose()
 
     def analyze(self) -> None:
         """Refresh the planner's statistics after a bulk load (PostgreSQL), so the first reads after

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///cmdb-sync.db"
@@ -24,6 +24,12 @@ class Settings(BaseSettings):
         DEFAULT_DATABASE_URL,
         description="CMDB_SYNC_DATABASE_URL: SQLAlchemy URL. Default: SQLite file cmdb-sync.db in the "
         "working directory. PostgreSQL: postgresql+psycopg://user:pass@host:5432/db",
+    )
+    read_database_url: str | None = Field(
+        None,
+        description="CMDB_SYNC_READ_DATABASE_URL: a PostgreSQL streaming replica of the database, for the read "
+        "API and the UI (the webhook and every command write to CMDB_SYNC_DATABASE_URL). Unset: reads go to "
+        "the database itself.",
     )
     webhook_tokens: TokenList = Field(
         default_factory=list,
@@ -80,12 +86,14 @@ class Settings(BaseSettings):
             return [token.strip() for token in value.split(",") if token.strip()]
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "read_database_url")
     @classmethod
-    def _known_database(cls, value: str) -> str:
+    def _known_database(cls, value: str | None) -> str | None:
         """SQLite through Python's sqlite3, PostgreSQL through psycopg 3: the drivers cmdb-sync
         ships with. A plain ``postgresql://`` means psycopg; another driver is refused in one line
         that says what to write instead (asyncio drivers are not used: the code is synchronous)."""
+        if value is None or value == "":
+            return None
         scheme, sep, rest = value.partition("://")
         if not sep:
             msg = "must be a URL: sqlite:///path/to/file.db or postgresql+psycopg://user:pass@host:5432/db"
@@ -111,6 +119,19 @@ class Settings(BaseSettings):
             msg = "must be DEBUG, INFO, WARNING or ERROR"
             raise ValueError(msg)
         return level
+
+    @field_validator("read_database_url")
+    @classmethod
+    def _replica_of_postgresql(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("postgresql"):
+            msg = "a read replica is a PostgreSQL streaming replica: postgresql+psycopg://user:pass@host:5432/db"
+            raise ValueError(msg)
+        if str(info.data.get("database_url", "")).startswith("sqlite"):
+            msg = "a SQLite database has no replica: unset it, or set CMDB_SYNC_DATABASE_URL to PostgreSQL"
+            raise ValueError(msg)
+        return value
 
     @property
     def is_sqlite(self) -> bool:

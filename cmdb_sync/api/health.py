@@ -14,9 +14,18 @@ from cmdb_sync.errors import DatabaseUnavailable
 from cmdb_sync.migrate import behind_head, current_revision
 
 
+class ReplicaHealth(BaseModel):
+    """How far the read replica is behind the primary: WAL bytes not yet replayed, and the age of
+    the last transaction it replayed (which also grows while the primary writes nothing)."""
+
+    lag_bytes: int | None
+    replayed_seconds_ago: float | None
+
+
 class Health(BaseModel):
     status: str
     revision: str | None = None
+    replica: ReplicaHealth | None = None
 
 
 @get("/healthz", summary="Liveness: the process answers", tags=["operations"], opt={ACCESS: PUBLIC})
@@ -31,7 +40,23 @@ def _readiness(state: ServerState) -> Health:
     behind = behind_head(engine)
     if behind:
         raise DatabaseUnavailable(behind)
-    return Health(status="ready", revision=current_revision(engine))
+    replica = _replica_health(state) if state.database.replica is not None else None
+    return Health(status="ready", revision=current_revision(engine), replica=replica)
+
+
+def _replica_health(state: ServerState) -> ReplicaHealth:
+    """The replica answers (else not ready: reads would fail), and how far behind it is."""
+    with state.database.engine.connect() as primary:
+        written = primary.execute(text("SELECT pg_current_wal_lsn()")).scalar()
+    with state.database.replica.connect() as replica:  # type: ignore[union-attr]
+        lag_bytes, seconds = replica.execute(
+            text(
+                "SELECT pg_wal_lsn_diff(:written, pg_last_wal_replay_lsn())::bigint, "
+                "EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float"
+            ),
+            {"written": written},
+        ).one()
+    return ReplicaHealth(lag_bytes=lag_bytes, replayed_seconds_ago=seconds)
 
 
 @get(

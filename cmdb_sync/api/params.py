@@ -34,9 +34,16 @@ AsOfParam = Annotated[
 Reveal = Annotated[bool, QueryParameter(description="serve variable values (admin token only)")]
 
 
+READ_FROM_HEADER = "x-read-from"
+
+
 def provide_db(request: Request) -> Iterator[Session]:  # type: ignore[type-arg]
-    """A read session for the request: on SQLite it reads a snapshot beside the writer."""
-    session = server_state(request).database.read_sessions()
+    """A read session for the request: on SQLite it reads a snapshot beside the writer; with a
+    read replica configured it reads there, unless the request says ``X-Read-From: primary``
+    (a reader that must see a delivery it has just had acknowledged)."""
+    database = server_state(request).database
+    primary = request.headers.get(READ_FROM_HEADER, "").strip().lower() == "primary"
+    session = (database.primary_read_sessions if primary else database.read_sessions)()
     try:
         yield session
     finally:

@@ -22,7 +22,9 @@ class ServerState:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerState:
-        database = Database.open(settings.database_url, pool_size=settings.db_pool_size)
+        database = Database.open(
+            settings.database_url, pool_size=settings.db_pool_size, read_url=settings.read_database_url
+        )
         return cls(settings, database, Metrics(), GroupCommitWriter(database.engine))
 
     def start(self) -> None:
