@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Engine, Table, bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from cmdb_sync.db import keyset_batches, retrying, write_lock
+from cmdb_sync.db import keyset_batches, make_engine, make_session_factory, retrying, write_lock
 from cmdb_sync.errors import BadDelivery
 from cmdb_sync.events import parse_envelope
 from cmdb_sync.ingest import engine_of, record_statuses
-from cmdb_sync.models import Event, RebuildRun, Version
+from cmdb_sync.models import Base, Event, RebuildRun, Version
 from cmdb_sync.progress import Reporter
 from cmdb_sync.projections import projection_tables
 from cmdb_sync.projections.batch import Outcome, project_isolated
@@ -93,6 +93,9 @@ def replay(
 
     A rebuild records where it stands with every batch; run again after it stopped, it continues
     from there (``restart``: it starts over)."""
+    if rebuild and engine_of(session_factory).dialect.name == "postgresql":
+        _rebuild_beside(session_factory, reporter, restart=restart, batch_size=batch_size or BATCH_SIZE)
+        return
     run = _rebuild_run(session_factory, reporter, restart=restart) if rebuild else None
     reporter.set_total(count(session_factory, selection) - (run.done if run is not None else 0))
     for batch in _batches(session_factory, selection, batch_size or BATCH_SIZE, run):
@@ -179,3 +182,137 @@ def _position_statement(untimed: bool) -> Any:
         values["timed_after_time"] = bindparam("last_time", type_=table.c.timed_after_time.type)
         values["timed_after_id"] = bindparam("last_id")
     return update(table).where(table.c.id == bindparam("run")).values(**values)
+
+
+# --- PostgreSQL: a rebuild beside the live tables, swapped in at the end -----------------------
+
+SHADOW_SCHEMA = "cmdb_sync_rebuild"
+REPLACED_SCHEMA = "cmdb_sync_replaced"
+CATCH_UP_OVERLAP = timedelta(seconds=5)  # clocks of the server and the rebuild may differ a little
+LABEL_STATISTICS = "st_env_labels_name_value"  # migration 0004
+
+
+def rebuilt_tables() -> list[Table]:
+    """What a rebuild writes anew: every projected table (children first) and the versions."""
+    return [*projection_tables(), Version.__table__]
+
+
+def _rebuild_beside(
+    session_factory: sessionmaker[Session], reporter: Reporter, *, restart: bool, batch_size: int
+) -> None:
+    """Build the new projection in a schema of its own while the server keeps serving (and
+    receiving into) the live one; catch up with what arrived meanwhile; then, under a lock that
+    holds deliveries for a moment, apply the last ones and swap the tables in one transaction.
+    Readers see the whole old state until the swap and the whole new one after it."""
+    engine = engine_of(session_factory)
+    url = engine.url.render_as_string(hide_password=False)
+    shadow = make_engine(url, pool_size=2, search_path=f"{SHADOW_SCHEMA},public")
+    try:
+        shadow_sessions = make_session_factory(shadow)
+        run = _shadow_run(session_factory, shadow, reporter, restart=restart)
+        reporter.set_total(count(session_factory, Selection()) - run.done)
+        for batch in _batches(shadow_sessions, Selection(), batch_size, run):
+            for status in _replay_batch(shadow_sessions, batch, run_id=run.id):
+                reporter.advance(status)
+        since = run.started_at - CATCH_UP_OVERLAP
+        while True:  # what the server received meanwhile, until a pass finds little
+            mark = now_utc() - CATCH_UP_OVERLAP
+            received = selection_received_since(since)
+            caught = 0
+            for batch in keyset_batches(shadow_sessions, received, [Event.received_at, Event.id], batch_size):
+                _replay_batch(shadow_sessions, batch)
+                caught += len(batch)
+            since = mark
+            if caught < batch_size:
+                break
+        retrying(lambda: _swap(shadow, since, run.id))
+        with shadow.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {REPLACED_SCHEMA} CASCADE")
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SHADOW_SCHEMA} CASCADE")
+    finally:
+        shadow.dispose()
+
+
+def selection_received_since(since: datetime) -> Any:
+    return select(Event.id, Event.time, Event.headers, Event.body, Event.received_at).where(Event.received_at >= since)
+
+
+def _shadow_run(
+    session_factory: sessionmaker[Session], shadow: Engine, reporter: Reporter, *, restart: bool
+) -> RebuildRun:
+    """The rebuild to continue (its schema is there), or a new one in a new, empty schema."""
+    with session_factory() as session:
+        unfinished = session.scalars(
+            select(RebuildRun).where(RebuildRun.finished_at.is_(None)).order_by(RebuildRun.id.desc()).limit(1)
+        ).first()
+        schema_there = session.scalar(
+            select(func.count())
+            .select_from(text("information_schema.schemata"))
+            .where(text("schema_name = :s").bindparams(s=SHADOW_SCHEMA))
+        )
+        if unfinished is not None and schema_there and not restart:
+            session.expunge(unfinished)
+            reporter.note(
+                f"continuing the rebuild begun at {iso_utc(unfinished.started_at)}: "
+                f"{unfinished.done} events were replayed (--restart starts over)"
+            )
+            return unfinished
+
+    def begin() -> RebuildRun:
+        with shadow.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SHADOW_SCHEMA} CASCADE")
+            conn.exec_driver_sql(f"CREATE SCHEMA {SHADOW_SCHEMA}")
+            Base.metadata.create_all(conn, tables=rebuilt_tables(), checkfirst=False)
+            conn.exec_driver_sql(
+                f"CREATE STATISTICS {SHADOW_SCHEMA}.{LABEL_STATISTICS} (mcv, dependencies) "
+                f"ON name, value FROM {SHADOW_SCHEMA}.env_labels"
+            )
+            conn.execute(delete(RebuildRun).where(RebuildRun.finished_at.is_(None)))
+            run_id = conn.execute(
+                RebuildRun.__table__.insert().values(started_at=now_utc(), done=0).returning(RebuildRun.id)
+            ).scalar_one()
+        with session_factory() as session:
+            run = session.get(RebuildRun, run_id)
+            session.expunge(run)
+            return run  # type: ignore[return-value]
+
+    return retrying(begin)
+
+
+def _swap(shadow: Engine, since: datetime, run_id: int) -> None:
+    """One transaction: the live tables locked (readers and the server's writers wait a moment),
+    the journal locked against new deliveries, the last ones applied to the new tables, and the
+    tables exchanged. A reader that waited then reads the new table (PostgreSQL looks the name up
+    again once it has the lock)."""
+    tables = rebuilt_tables()
+    with shadow.begin() as conn:
+        live = ", ".join(f'public."{table.name}"' for table in tables)
+        conn.exec_driver_sql(f"LOCK TABLE {live} IN ACCESS EXCLUSIVE MODE")
+        conn.exec_driver_sql("LOCK TABLE public.events IN EXCLUSIVE MODE")
+        last = conn.execute(selection_received_since(since).order_by(Event.time, Event.id)).all()
+        if last:
+            _project_on(conn, last)
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {REPLACED_SCHEMA} CASCADE")
+        conn.exec_driver_sql(f"CREATE SCHEMA {REPLACED_SCHEMA}")
+        for table in tables:
+            conn.exec_driver_sql(f'ALTER TABLE public."{table.name}" SET SCHEMA {REPLACED_SCHEMA}')
+        for table in tables:
+            conn.exec_driver_sql(f'ALTER TABLE {SHADOW_SCHEMA}."{table.name}" SET SCHEMA public')
+        conn.exec_driver_sql(f"DROP STATISTICS IF EXISTS public.{LABEL_STATISTICS}")
+        conn.exec_driver_sql(f"ALTER STATISTICS {SHADOW_SCHEMA}.{LABEL_STATISTICS} SET SCHEMA public")
+        conn.execute(update(RebuildRun).where(RebuildRun.id == run_id).values(finished_at=now_utc()))
+
+
+def _project_on(conn: Any, events: list[Any]) -> None:
+    outcomes: dict[str, Outcome] = {}
+    envelopes = []
+    for event in events:
+        try:
+            envelope, _ = parse_envelope(event.headers, event.body)
+        except BadDelivery as exc:
+            outcomes[event.id] = (Status.FAILED, str(exc))
+        else:
+            envelopes.append(envelope)
+    for envelope, outcome in zip(envelopes, project_isolated(conn, envelopes), strict=True):
+        outcomes[envelope.id] = outcome
+    record_statuses(conn, list(outcomes.items()))
