@@ -330,20 +330,30 @@ def rebuild_under_load_target(events: int, duration: int) -> None:
             reader = threading.Thread(target=poll)
             reader.start()
             started = time.perf_counter()
-            during = wrk(
-                base + "/webhooks/appstack", duration=duration, connections=16, script="env_update.lua",
-                env={**lua_env, "BENCH_RUN": uuid.uuid4().hex[:8]},
-            )  # fmt: skip
-            still_running = rebuild.poll() is None
+            chunks = []  # 10 s of load at a time until the rebuild (and its swap) is over, and one more
+            while True:
+                running = rebuild.poll() is None
+                chunks.append(
+                    wrk(
+                        base + "/webhooks/appstack",
+                        duration=10,
+                        connections=16,
+                        script="env_update.lua",
+                        env={**lua_env, "BENCH_RUN": uuid.uuid4().hex[:8]},
+                    )  # fmt: skip
+                )
+                if not running:
+                    break
             _, err = rebuild.communicate()
             rebuild_seconds = time.perf_counter() - started
             stop.set()
             reader.join()
-    ratio = during.p99_ms / alone.p99_ms
+    worst = max(chunks, key=lambda chunk: chunk.p99_ms)
+    ratio = worst.p99_ms / alone.p99_ms
     record(
         f"deliveries during a rebuild of {events:,} events: p99 within 2x of without",
-        f"{during.p99_ms:.1f} ms (p50 {during.p50_ms:.1f}); the rebuild "
-        f"{'outlasted' if still_running else 'ended within'} the {duration} s of load, {rebuild_seconds:.0f} s in all",
+        f"worst 10 s of {len(chunks)} (the swap included): p99 {worst.p99_ms:.1f} ms (p50 {worst.p50_ms:.1f}); "
+        f"rebuild {rebuild_seconds:.0f} s",
         f"{alone.p99_ms:.1f} ms",
         ratio,
         ratio <= 2,

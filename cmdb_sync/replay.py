@@ -37,8 +37,11 @@ class Selection:
     failed_only: bool = False
     since: datetime | None = None
     kind: str | None = None
+    received_before: datetime | None = None
 
     def where(self, stmt: Any) -> Any:
+        if self.received_before is not None:
+            stmt = stmt.where(Event.received_at < self.received_before)
         if self.failed_only:
             stmt = stmt.where(Event.status == Status.FAILED)
         if self.since is not None:
@@ -108,21 +111,13 @@ def replay(
 def _rebuild_run(session_factory: sessionmaker[Session], reporter: Reporter, *, restart: bool) -> RebuildRun:
     """The rebuild to continue, or a new one: every projection emptied and the run begun in one
     transaction, so no rebuild can stand on tables another one half filled."""
-    with session_factory() as session:
-        unfinished = session.scalars(
-            select(RebuildRun).where(RebuildRun.finished_at.is_(None)).order_by(RebuildRun.id.desc()).limit(1)
-        ).first()
-        if unfinished is not None and not restart:
-            session.expunge(unfinished)
-            reporter.note(
-                f"continuing the rebuild begun at {iso_utc(unfinished.started_at)}: "
-                f"{unfinished.done} events were replayed (--restart starts over)"
-            )
-            return unfinished
+    unfinished = None if restart else _unfinished_run(session_factory, reporter)
+    if unfinished is not None:
+        return unfinished
 
     def begin() -> RebuildRun:
         with session_factory() as session, session.begin():
-            for table in (*projection_tables(), Version.__table__):
+            for table in rebuilt_tables():
                 session.execute(delete(table))
             session.execute(delete(RebuildRun).where(RebuildRun.finished_at.is_(None)))
             run = RebuildRun(started_at=now_utc(), done=0)
@@ -132,6 +127,28 @@ def _rebuild_run(session_factory: sessionmaker[Session], reporter: Reporter, *, 
             return run
 
     return retrying(begin)
+
+
+def _unfinished_run(
+    session_factory: sessionmaker[Session], reporter: Reporter, *, schema: str | None = None
+) -> RebuildRun | None:
+    """The newest rebuild that did not finish (and whose ``schema`` is still there), said aloud."""
+    with session_factory() as session:
+        unfinished = session.scalars(
+            select(RebuildRun).where(RebuildRun.finished_at.is_(None)).order_by(RebuildRun.id.desc()).limit(1)
+        ).first()
+        if unfinished is None:
+            return None
+        if schema is not None:
+            there = text("SELECT count(*) FROM information_schema.schemata WHERE schema_name = :s")
+            if not session.scalar(there, {"s": schema}):
+                return None
+        session.expunge(unfinished)
+    reporter.note(
+        f"continuing the rebuild begun at {iso_utc(unfinished.started_at)}: "
+        f"{unfinished.done} events were replayed (--restart starts over)"
+    )
+    return unfinished
 
 
 def _finish_run(session_factory: sessionmaker[Session], run_id: int) -> None:
@@ -146,26 +163,33 @@ def _replay_batch(
     session_factory: sessionmaker[Session], batch: list[Any], *, run_id: int | None = None
 ) -> list[Status]:
     outcomes: dict[str, Outcome] = {}
+    engine = engine_of(session_factory)
+
+    def write() -> None:
+        with write_lock(engine), engine.begin() as conn:
+            outcomes.update(_project_on(conn, batch))
+            if run_id is not None:  # where the rebuild stands, committed with what it replayed
+                conn.execute(_position_statement(batch[-1].time is None), _position(run_id, batch))
+
+    retrying(write)
+    return [outcomes[event.id][0] for event in batch]
+
+
+def _project_on(conn: Any, events: list[Any]) -> dict[str, Outcome]:
+    """Project journaled events again on ``conn`` and record their new statuses in the journal."""
+    outcomes: dict[str, Outcome] = {}
     envelopes = []
-    for event in batch:
+    for event in events:
         try:
             envelope, _ = parse_envelope(event.headers, event.body)
         except BadDelivery as exc:  # journaled by an older version with looser checks
             outcomes[event.id] = (Status.FAILED, str(exc))
         else:
             envelopes.append(envelope)
-    engine = engine_of(session_factory)
-
-    def write() -> None:
-        with write_lock(engine), engine.begin() as conn:
-            for envelope, outcome in zip(envelopes, project_isolated(conn, envelopes), strict=True):
-                outcomes[envelope.id] = outcome
-            record_statuses(conn, list(outcomes.items()))
-            if run_id is not None:  # where the rebuild stands, committed with what it replayed
-                conn.execute(_position_statement(batch[-1].time is None), _position(run_id, batch))
-
-    retrying(write)
-    return [outcomes[event.id][0] for event in batch]
+    for envelope, outcome in zip(envelopes, project_isolated(conn, envelopes), strict=True):
+        outcomes[envelope.id] = outcome
+    record_statuses(conn, list(outcomes.items()))
+    return outcomes
 
 
 def _position(run_id: int, batch: list[Any]) -> dict[str, Any]:
@@ -210,8 +234,10 @@ def _rebuild_beside(
     try:
         shadow_sessions = make_session_factory(shadow)
         run = _shadow_run(session_factory, shadow, reporter, restart=restart)
-        reporter.set_total(count(session_factory, Selection()) - run.done)
-        for batch in _batches(shadow_sessions, Selection(), batch_size, run):
+        reporter.set_total(count(session_factory, Selection(received_before=run.started_at)) - run.done)
+        # what the journal held when the rebuild began; what comes later is caught up by arrival,
+        # so a busy server cannot keep the walk chasing the end of the journal
+        for batch in _batches(shadow_sessions, Selection(received_before=run.started_at), batch_size, run):
             for status in _replay_batch(shadow_sessions, batch, run_id=run.id):
                 reporter.advance(status)
         since = run.started_at - CATCH_UP_OVERLAP
@@ -241,22 +267,9 @@ def _shadow_run(
     session_factory: sessionmaker[Session], shadow: Engine, reporter: Reporter, *, restart: bool
 ) -> RebuildRun:
     """The rebuild to continue (its schema is there), or a new one in a new, empty schema."""
-    with session_factory() as session:
-        unfinished = session.scalars(
-            select(RebuildRun).where(RebuildRun.finished_at.is_(None)).order_by(RebuildRun.id.desc()).limit(1)
-        ).first()
-        schema_there = session.scalar(
-            select(func.count())
-            .select_from(text("information_schema.schemata"))
-            .where(text("schema_name = :s").bindparams(s=SHADOW_SCHEMA))
-        )
-        if unfinished is not None and schema_there and not restart:
-            session.expunge(unfinished)
-            reporter.note(
-                f"continuing the rebuild begun at {iso_utc(unfinished.started_at)}: "
-                f"{unfinished.done} events were replayed (--restart starts over)"
-            )
-            return unfinished
+    unfinished = None if restart else _unfinished_run(session_factory, reporter, schema=SHADOW_SCHEMA)
+    if unfinished is not None:
+        return unfinished
 
     def begin() -> RebuildRun:
         with shadow.begin() as conn:
@@ -301,18 +314,3 @@ def _swap(shadow: Engine, since: datetime, run_id: int) -> None:
         conn.exec_driver_sql(f"DROP STATISTICS IF EXISTS public.{LABEL_STATISTICS}")
         conn.exec_driver_sql(f"ALTER STATISTICS {SHADOW_SCHEMA}.{LABEL_STATISTICS} SET SCHEMA public")
         conn.execute(update(RebuildRun).where(RebuildRun.id == run_id).values(finished_at=now_utc()))
-
-
-def _project_on(conn: Any, events: list[Any]) -> None:
-    outcomes: dict[str, Outcome] = {}
-    envelopes = []
-    for event in events:
-        try:
-            envelope, _ = parse_envelope(event.headers, event.body)
-        except BadDelivery as exc:
-            outcomes[event.id] = (Status.FAILED, str(exc))
-        else:
-            envelopes.append(envelope)
-    for envelope, outcome in zip(envelopes, project_isolated(conn, envelopes), strict=True):
-        outcomes[envelope.id] = outcome
-    record_statuses(conn, list(outcomes.items()))
