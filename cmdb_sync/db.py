@@ -196,6 +196,13 @@ def upsert(
     return session.execute(stmt.returning(returning)).scalar_one_or_none()
 
 
+def past(keys: Sequence[Any], values: Sequence[Any], *, descending: bool = False) -> ColumnElement[bool]:
+    """The keyset condition: rows whose ``keys`` come after ``values`` in the order (before them
+    when ``descending``), each value bound with its key's type."""
+    bound = tuple_(*(bindparam(None, value, type_=key.type) for key, value in zip(keys, values, strict=True)))
+    return tuple_(*keys) < bound if descending else tuple_(*keys) > bound
+
+
 def keyset_batches(
     session_factory: sessionmaker[Session],
     stmt: Select[Any],
@@ -209,10 +216,7 @@ def keyset_batches(
     own short read transaction, so nothing is held open between batches (on SQLite, not the write
     lock either)."""
     while True:
-        page = stmt
-        if after is not None:
-            bound = tuple_(*(bindparam(None, value, type_=key.type) for key, value in zip(keys, after, strict=True)))
-            page = stmt.where(tuple_(*keys) > bound)
+        page = stmt if after is None else stmt.where(past(keys, after))
         with session_factory() as session:
             session.connection(execution_options={READ_ONLY: True})
             batch = session.execute(page.order_by(*keys).limit(batch_size)).all()

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, exists, func, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
+from cmdb_sync.db import past
 from cmdb_sync.errors import BadRequest, NotFound, the_one
 from cmdb_sync.models import ChangeOrder, Version
 from cmdb_sync.read.common import MAX_ORGS_LISTED, Window
@@ -116,10 +117,7 @@ class AsOf:
         while True:
             stmt = self._latest(kind).where(*where)
             if after is not None:
-                stmt = stmt.where(
-                    tuple_(*keys)
-                    > tuple_(*(bindparam(None, v, type_=k.type) for k, v in zip(keys, after, strict=True)))
-                )
+                stmt = stmt.where(past(keys, after))
             chunk = self._rows(stmt.order_by(*keys).limit(size))
             self._fetch([version.event_id for version in chunk])
             if kind != "App":
@@ -250,7 +248,7 @@ class AsOf:
         if org_id is not None:
             stmt = stmt.where(Version.org_id == org_id)
         if after is not None:
-            stmt = stmt.where(tuple_(*keys) > tuple_(*after))
+            stmt = stmt.where(past(keys, after))
         stmt = stmt.distinct().order_by(*keys)
 
         def candidates() -> Iterator[tuple[tuple[str, str], AppOut]]:

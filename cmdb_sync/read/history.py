@@ -10,7 +10,7 @@ the object read when that version was current. The versions table only indexes t
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import cache
 from types import SimpleNamespace
@@ -26,7 +26,7 @@ from cmdb_sync.models import App, Event, Version
 from cmdb_sync.projections import REGISTRY
 from cmdb_sync.projections.common import CHILDREN, Snapshot
 from cmdb_sync.read.common import Window, resolve_app
-from cmdb_sync.read.pagination import decode_cursor, encode_cursor
+from cmdb_sync.read.pagination import paginate
 from cmdb_sync.read.views import (
     AppOut,
     ChangeOrderDetailOut,
@@ -196,6 +196,9 @@ class _Version:
     previous_id: str | None
 
 
+_VERSION_FIELDS = tuple(f.name for f in fields(_Version))
+
+
 def _previous_id() -> Any:
     """The event id of the version before ``Version`` (by ``(time, event_id)``) of the same object."""
     older = aliased(Version)
@@ -277,19 +280,9 @@ def _page_of_versions(
     session: Session, stmt: Select[Any], window: Window, *, descending: bool, reveal: bool, feed: bool
 ) -> Page[Any]:
     keys = [Version.time, Version.event_id]
-    if window.cursor is not None:
-        after = decode_cursor(window.cursor, keys)
-        bound = tuple_(*(bindparam(None, value, type_=key.type) for key, value in zip(keys, after, strict=True)))
-        stmt = stmt.where(tuple_(*keys) < bound if descending else tuple_(*keys) > bound)
-    order = [key.desc() if descending else key.asc() for key in keys]
+    found, next_cursor = paginate(session, stmt, keys, limit=window.limit, cursor=window.cursor, descending=descending)
+    rows = [_Version(**{name: row._mapping[name] for name in _VERSION_FIELDS}) for row in found]
     conn = session.connection()
-    rows = [_Version(**row._mapping) for row in conn.execute(stmt.order_by(*order).limit(window.limit + 1))]
-    next_cursor = (
-        encode_cursor([rows[window.limit - 1].time, rows[window.limit - 1].event_id])
-        if len(rows) > window.limit
-        else None
-    )
-    rows = rows[: window.limit]
     items = []
     for version, changed in zip(rows, _views(conn, rows, reveal=reveal), strict=True):
         fields = {

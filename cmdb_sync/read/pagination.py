@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, tuple_
+from sqlalchemy import Select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from cmdb_sync.db import past
 from cmdb_sync.errors import BadRequest
 
 DEFAULT_LIMIT = 50
@@ -80,9 +81,7 @@ def paginate(
     """One page of ``stmt`` ordered by ``keys`` (all ascending, or all descending)."""
     labels = [f"_page_key_{i}" for i in range(len(keys))]
     if cursor is not None:
-        after = decode_cursor(cursor, keys)
-        bound = tuple_(*(bindparam(None, value, type_=key.type) for key, value in zip(keys, after, strict=True)))
-        stmt = stmt.where(tuple_(*keys) < bound if descending else tuple_(*keys) > bound)
+        stmt = stmt.where(past(keys, decode_cursor(cursor, keys), descending=descending))
     order = [key.desc() if descending else key.asc() for key in keys]
     stmt = stmt.add_columns(*(key.label(label) for key, label in zip(keys, labels, strict=True)))
     rows = session.execute(stmt.order_by(*order).limit(limit + 1)).all()
