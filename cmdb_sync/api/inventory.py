@@ -27,7 +27,7 @@ from cmdb_sync.api.params import (
     reject_unknown_query_parameters,
 )
 from cmdb_sync.api.problems import LIST_PROBLEMS, NESTED_LIST_PROBLEMS, ONE_PROBLEMS
-from cmdb_sync.read import asof, inventory
+from cmdb_sync.read import inventory
 from cmdb_sync.read.asof import AsOf, parse_as_of
 from cmdb_sync.read.common import Window
 from cmdb_sync.read.pagination import DEFAULT_LIMIT
@@ -128,8 +128,7 @@ class InventoryController(Controller):
         labels = inventory.parse_label_filters(label)
         window = Window(limit, cursor, include_deleted)
         if (at := parse_as_of(as_of)) is not None:
-            accept = asof.all_of(asof.matches_labels(labels), asof.runs_artifact(artifact) if artifact else None)
-            return AsOf(db, at).list_owned("Env", window, app_name=app, org_id=org_id, within_app=False, accept=accept)
+            return AsOf(db, at).list_envs(window, app_name=app, org_id=org_id, labels=labels, artifact=artifact)
         return answered(
             inventory.list_envs(db, window, app=app, org_id=org_id, labels=labels, artifact=artifact, serialized=True)
         )

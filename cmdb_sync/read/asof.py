@@ -79,7 +79,7 @@ class AsOf:
     session: Session
     at: datetime
     reveal: bool = False
-    _apps: dict[tuple[str, str], AppAt | None] = field(default_factory=dict)
+    _apps: dict[tuple[str, str], AppAt] = field(default_factory=dict)
     _deployments: dict[tuple[str, str], list[tuple[Any, ...]]] = field(default_factory=dict)
     _bodies: dict[str, tuple[dict[str, str], str]] = field(default_factory=dict)
 
@@ -186,29 +186,11 @@ class AsOf:
 
     # --- apps ---
 
-    def app(self, org_id: str, name: str) -> AppAt | None:
-        """The app at the moment, if any event of it or of its objects had arrived by then."""
-        key = (org_id, name)
-        if key not in self._apps:
-            implied = self.session.execute(
-                select(Version.event_id)
-                .where(Version.org_id == org_id, Version.app_name == name, Version.time <= self.at)
-                .limit(1)
-            ).first()
-            if implied is None:
-                self._apps[key] = None
-            else:
-                purged_at = self.session.scalar(
-                    select(func.max(Version.time)).where(
-                        Version.kind == "App",
-                        Version.org_id == org_id,
-                        Version.app_name == name,
-                        Version.deleted.is_(True),
-                        Version.time <= self.at,
-                    )
-                )
-                self._apps[key] = AppAt(org_id, name, self.one("App", org_id, name, name), purged_at)
-        return self._apps[key]
+    def app(self, org_id: str, name: str) -> AppAt:
+        """The app at the moment. Every caller holds a version up to the moment that names it, and
+        such a version implies the app (an event for an object of an unknown app creates it)."""
+        self._prefetch_apps({(org_id, name)})
+        return self._apps[(org_id, name)]
 
     def app_out(self, app: AppAt) -> AppOut:
         if app.version is None:
@@ -230,7 +212,8 @@ class AsOf:
         if org_id is not None:
             stmt = stmt.where(Version.org_id == org_id)
         orgs = sorted(self.session.scalars(stmt))
-        apps = [app for org in orgs if (app := self.app(org, name)) is not None]
+        self._prefetch_apps({(org, name) for org in orgs})
+        apps = [self._apps[(org, name)] for org in orgs]
         if not apps:
             msg = f"app {name!r} did not exist at {self.at.isoformat()}"
             raise NotFound(msg)
@@ -256,7 +239,7 @@ class AsOf:
                 if q and q.lower() not in name.lower():
                     continue
                 app = self.app(org, name)
-                if app is not None and (window.include_deleted or app.deleted_at is None):
+                if window.include_deleted or app.deleted_at is None:
                     yield (name, org), self.app_out(app)
 
         return _page(candidates(), window.limit)
@@ -268,9 +251,9 @@ class AsOf:
         if version.deleted:
             return version.time
         app = self.app(version.org_id, version.app_name)
-        if app is not None and app.purged_at is not None and version.time < app.purged_at:
+        if app.purged_at is not None and version.time < app.purged_at:
             return app.purged_at
-        return app.deleted_at if app is not None else None
+        return app.deleted_at
 
     def owned(self, kind: str, version: _At, include_deleted: bool) -> Any:
         deleted_at = self.deleted_at(version)
@@ -322,6 +305,20 @@ class AsOf:
                     yield tuple(getattr(version, key.key) for key in keys), item
 
         return _page(candidates(), window.limit)
+
+    def list_envs(
+        self,
+        window: Window,
+        *,
+        app_name: str | None,
+        org_id: str | None,
+        labels: list[tuple[str, str]],
+        artifact: str | None,
+    ) -> Page[Any]:
+        """Envs across apps as they were: every label given must match, and the current deployment
+        must run an artifact containing ``artifact`` when it is given."""
+        accept = all_of(matches_labels(labels), runs_artifact(artifact) if artifact else None)
+        return self.list_owned("Env", window, app_name=app_name, org_id=org_id, within_app=False, accept=accept)
 
     # --- what was deployed ---
 

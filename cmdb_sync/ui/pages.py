@@ -187,10 +187,7 @@ def envs_page(request: Request, db: NamedDependency[Session]) -> Template:  # ty
     window = Window(PAGE, params.get("cursor") or None, include_deleted)
     at = _as_of(request)
     if at:
-        from cmdb_sync.read import asof
-
-        accept = asof.all_of(asof.matches_labels(labels), asof.runs_artifact(artifact) if artifact else None)
-        found = AsOf(db, at).list_owned("Env", window, app_name=None, org_id=None, within_app=False, accept=accept)
+        found = AsOf(db, at).list_envs(window, app_name=None, org_id=None, labels=labels, artifact=artifact)
     else:
         found = inventory.list_envs(db, window, app=None, org_id=None, labels=labels, artifact=artifact)
     rows = max(2, len(pairs) + 1)
