@@ -116,17 +116,26 @@ def _rebuild_run(session_factory: sessionmaker[Session], reporter: Reporter, *, 
         return unfinished
 
     def begin() -> RebuildRun:
-        with session_factory() as session, session.begin():
+        with engine_of(session_factory).begin() as conn:
             for table in rebuilt_tables():
-                session.execute(delete(table))
-            session.execute(delete(RebuildRun).where(RebuildRun.finished_at.is_(None)))
-            run = RebuildRun(started_at=now_utc(), done=0)
-            session.add(run)
-            session.flush()
-            session.expunge(run)
-            return run
+                conn.execute(delete(table))
+            return _begin_run(conn)
 
     return retrying(begin)
+
+
+def _begin_run(conn: Any) -> RebuildRun:
+    """A new rebuild, in the transaction that prepares its tables; one left unfinished is dropped."""
+    conn.execute(delete(RebuildRun).where(RebuildRun.finished_at.is_(None)))
+    started_at = now_utc()
+    run_id = conn.execute(
+        RebuildRun.__table__.insert().values(started_at=started_at, done=0).returning(RebuildRun.id)
+    ).scalar_one()
+    return RebuildRun(id=run_id, started_at=started_at, done=0)
+
+
+def _finished(run_id: int) -> Any:
+    return update(RebuildRun).where(RebuildRun.id == run_id).values(finished_at=now_utc())
 
 
 def _unfinished_run(
@@ -153,8 +162,8 @@ def _unfinished_run(
 
 def _finish_run(session_factory: sessionmaker[Session], run_id: int) -> None:
     def finish() -> None:
-        with session_factory() as session, session.begin():
-            session.execute(update(RebuildRun).where(RebuildRun.id == run_id).values(finished_at=now_utc()))
+        with engine_of(session_factory).begin() as conn:
+            conn.execute(_finished(run_id))
 
     retrying(finish)
 
@@ -280,14 +289,7 @@ def _shadow_run(
                 f"CREATE STATISTICS {SHADOW_SCHEMA}.{LABEL_STATISTICS} (mcv, dependencies) "
                 f"ON name, value FROM {SHADOW_SCHEMA}.env_labels"
             )
-            conn.execute(delete(RebuildRun).where(RebuildRun.finished_at.is_(None)))
-            run_id = conn.execute(
-                RebuildRun.__table__.insert().values(started_at=now_utc(), done=0).returning(RebuildRun.id)
-            ).scalar_one()
-        with session_factory() as session:
-            run = session.get(RebuildRun, run_id)
-            session.expunge(run)
-            return run  # type: ignore[return-value]
+            return _begin_run(conn)
 
     return retrying(begin)
 
@@ -313,4 +315,4 @@ def _swap(shadow: Engine, since: datetime, run_id: int) -> None:
             conn.exec_driver_sql(f'ALTER TABLE {SHADOW_SCHEMA}."{table.name}" SET SCHEMA public')
         conn.exec_driver_sql(f"DROP STATISTICS IF EXISTS public.{LABEL_STATISTICS}")
         conn.exec_driver_sql(f"ALTER STATISTICS {SHADOW_SCHEMA}.{LABEL_STATISTICS} SET SCHEMA public")
-        conn.execute(update(RebuildRun).where(RebuildRun.id == run_id).values(finished_at=now_utc()))
+        conn.execute(_finished(run_id))
