@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -138,6 +139,28 @@ def retrying(transaction: Callable[[], T]) -> T:
             if getattr(exc.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES or attempt == MAX_ATTEMPTS:
                 raise
             log.info("transaction tried again (%d of %d) after: %s", attempt + 1, MAX_ATTEMPTS, describe_error(exc))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# A transaction that needs strong locks (the rebuild's swap, a journal partition's detach or
+# attach) waits this long for each, then gives way: readers and deliveries queued behind its
+# request go on, and it is tried again after a pause. Waiting longer would hold them all up, and a
+# reader waiting on it in turn would be a deadlock that PostgreSQL breaks by failing the reader.
+BRIEF_LOCK_WAIT = "100ms"
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+def giving_way(transaction: Callable[[], T], *, attempts: int = 300, pause: float = 0.02) -> T:
+    """Run ``transaction`` (which opens and commits its own, and sets ``lock_timeout`` to
+    ``BRIEF_LOCK_WAIT``) again while it cannot have its locks in time, pausing a little longer each time."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return retrying(transaction)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE or attempt == attempts:
+                raise
+            log.info("gave way to other transactions (%d of %d): %s", attempt, attempts, describe_error(exc))
+            time.sleep(min(pause * attempt, 1.0))
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -16,7 +16,15 @@ from typing import Any
 from sqlalchemy import Engine, Table, bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from cmdb_sync.db import keyset_batches, make_engine, make_session_factory, retrying, write_lock
+from cmdb_sync.db import (
+    BRIEF_LOCK_WAIT,
+    giving_way,
+    keyset_batches,
+    make_engine,
+    make_session_factory,
+    retrying,
+    write_lock,
+)
 from cmdb_sync.errors import BadDelivery
 from cmdb_sync.events import parse_envelope
 from cmdb_sync.ingest import engine_of, record_statuses
@@ -260,7 +268,7 @@ def _rebuild_beside(
             since = mark
             if caught < batch_size:
                 break
-        retrying(lambda: _swap(shadow, since, run.id))
+        giving_way(lambda: _swap(shadow, since, run.id))
         with shadow.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {REPLACED_SCHEMA} CASCADE")
             conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SHADOW_SCHEMA} CASCADE")
@@ -298,9 +306,11 @@ def _swap(shadow: Engine, since: datetime, run_id: int) -> None:
     """One transaction: the live tables locked (readers and the server's writers wait a moment),
     the journal locked against new deliveries, the last ones applied to the new tables, and the
     tables exchanged. A reader that waited then reads the new table (PostgreSQL looks the name up
-    again once it has the lock)."""
+    again once it has the lock). It waits for each lock only briefly: a reader that holds one
+    table and waits for another the swap holds would otherwise deadlock with it."""
     tables = rebuilt_tables()
     with shadow.begin() as conn:
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{BRIEF_LOCK_WAIT}'")
         live = ", ".join(f'public."{table.name}"' for table in tables)
         conn.exec_driver_sql(f"LOCK TABLE {live} IN ACCESS EXCLUSIVE MODE")
         conn.exec_driver_sql("LOCK TABLE public.events IN EXCLUSIVE MODE")

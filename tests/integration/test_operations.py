@@ -400,9 +400,14 @@ def test_readers_see_the_whole_old_state_until_the_swap_and_deliveries_meanwhile
     seen: list[list[tuple[str, str | None]]] = []
     stop = threading.Event()
 
+    failures: list[BaseException] = []
+
     def poll() -> None:
         while not stop.is_set():
-            seen.append(envs())
+            try:
+                seen.append(envs())
+            except Exception as exc:  # noqa: BLE001 - the assertion below names it
+                failures.append(exc)
 
     real_batch = replay_module._replay_batch
     delivered = threading.Event()
@@ -427,6 +432,7 @@ def test_readers_see_the_whole_old_state_until_the_swap_and_deliveries_meanwhile
     assert ("env-07", "ops") in after and len(after) == 60
     with_delivery = [(name, "ops" if name == "env-07" else lock) for name, lock in before]
     assert seen and all(state in (before, with_delivery) for state in seen), "a reader saw a partial inventory"
+    assert not failures, f"a reader failed during the rebuild: {failures[0]!r}"
     with engine.connect() as conn:
         schemas = conn.exec_driver_sql(
             "SELECT count(*) FROM information_schema.schemata "
