@@ -21,7 +21,7 @@ from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
 from cmdb_sync.db import make_engine
-from cmdb_sync.models import Event
+from cmdb_sync.models import Event, EventId
 
 TOKEN = "bench-token"
 ADMIN = "bench-admin"
@@ -67,6 +67,7 @@ def fill_journal(url: str, deliveries: Iterator[tuple[dict[str, str], bytes]], b
 
     def flush() -> None:
         with engine.begin() as conn:
+            conn.execute(insert(EventId), [{"id": row["id"], "received_at": row["received_at"]} for row in rows])
             conn.execute(insert(Event), rows)
         rows.clear()
 

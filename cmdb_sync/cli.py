@@ -14,7 +14,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -176,10 +177,12 @@ def upgrade(revision: str) -> None:
     _migrate_to(migrate.upgrade, revision)
     if revision == "head":
         from cmdb_sync.db import Database
+        from cmdb_sync.partitions import ensure_partitions
         from cmdb_sync.replay import unindexed_history
 
         with _database_errors(), Database.open(_settings().database_url, pool_size=1) as database:
             waiting = unindexed_history(database.sessions)
+            ensure_partitions(database.engine)
         if waiting:
             click.echo(
                 f"history: {waiting} journaled events predate the versions index; "
@@ -231,6 +234,47 @@ class IsoTime(click.ParamType):
             self.fail(f"{value!r} is not ISO-8601 (e.g. 2024-07-29T07:00:00Z)", param, ctx)
 
 
+class Month(click.ParamType):
+    """A month, ``YYYY-MM``: its first moment, UTC."""
+
+    name = "YYYY-MM"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        from datetime import UTC
+
+        if isinstance(value, datetime):
+            return value
+        try:
+            return datetime.strptime(str(value), "%Y-%m").replace(tzinfo=UTC)
+        except ValueError:
+            self.fail(f"{value!r} is not a month like 2025-01", param, ctx)
+
+
+class DeliveriesFile(click.File):
+    """A file to read deliveries from; a gzip'd one (as `journal archive` writes) is read through gzip."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value != "-" and _is_gzip(value):
+            import gzip
+
+            try:
+                opened = gzip.open(value, "rt", encoding="utf-8")
+            except OSError as exc:
+                self.fail(f"{value!r}: {exc.strerror or exc}", param, ctx)
+            if ctx is not None:
+                ctx.call_on_close(opened.close)
+            return opened
+        return super().convert(value, param, ctx)
+
+
+def _is_gzip(path: str) -> bool:
+    try:
+        with open(path, "rb") as head:
+            return head.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False  # click.File says what is wrong with it
+
+
 def _finish(reporter: ProgressReporter, what: str) -> None:
     click.echo(f"{what}: {reporter.tally.summary()}", err=True)
 
@@ -272,10 +316,11 @@ def replay(failed_only: bool, rebuild: bool, restart: bool, since: datetime | No
 
 
 @main.command("import")
-@click.argument("sources", metavar="FILE...", nargs=-1, required=True, type=click.File("r", encoding="utf-8"))
+@click.argument("sources", metavar="FILE...", nargs=-1, required=True, type=DeliveriesFile("r", encoding="utf-8"))
 def import_(sources: tuple[TextIO, ...]) -> None:
     """Ingest archived deliveries from each FILE ('-' for stdin), in order: JSON Lines (one
-    {"headers": {...}, "body": {...}} or bare body a line, as `export` writes), or a file holding
+    {"headers": {...}, "body": {...}} or bare body a line, as `export` writes; gzip'd, as
+    `journal archive` writes), or a file holding
     one such delivery, or a JSON array of them (as tests/fixtures/seed/*.json). Bad ones are
     reported and skipped."""
     from itertools import chain
@@ -319,7 +364,7 @@ def export(since: datetime | None, kind: str | None, output: TextIO) -> None:
 
 @main.group()
 def journal() -> None:
-    """The event journal: how big it is."""
+    """The event journal: how big it is; its old months out to a file."""
 
 
 @journal.command()
@@ -345,6 +390,35 @@ def stats(as_json: bool) -> None:
         )
     total = (sum(s.deliveries for s in shares), sum(s.body_bytes for s in shares), sum(s.stored_bytes for s in shares))
     click.echo(f"{'total':<8} {'':<24} {total[0]:>12,} {total[1]:>14,} {total[2]:>14,}")
+
+
+@journal.command("archive")
+@click.option("--before", required=True, type=Month(), help="Archive the deliveries received before this month.")
+@click.option(
+    "--to",
+    "target",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The archive file (default: cmdb-sync-journal-before-YYYY-MM.jsonl.gz here).",
+)
+def archive_(before: datetime, target: Path | None) -> None:
+    """Write the deliveries received before a month to a gzip'd JSON Lines file (`import` reads it),
+    then remove them from the journal, but for each object's last snapshot and last tombstone.
+    Deliveries go on meanwhile. As-of reads before the archive's newest event are refused after."""
+    from cmdb_sync.journal_archive import ArchiveRefused, archive
+    from cmdb_sync.progress import reporting
+
+    settings = _settings()
+    with _database(settings) as database, reporting("archive") as reporter:
+        try:
+            done = archive(database.sessions, before, target, reporter)
+        except ArchiveRefused as exc:
+            raise click.ClickException(exc.detail) from None
+    horizon = f"; as-of reads from {done.horizon.isoformat()} on" if done.horizon else ""
+    click.echo(
+        f"archived: {done.archived} deliveries received before {before:%Y-%m} in {done.file} "
+        f"({done.kept} kept in the journal as last snapshots{horizon})",
+        err=True,
+    )
 
 
 def appstack_http(base_url: str, token: str) -> httpx.Client:

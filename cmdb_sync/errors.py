@@ -50,6 +50,11 @@ class Ambiguous(CmdbSyncError):
     title = "Ambiguous name"
 
 
+class Archived(CmdbSyncError):
+    status_code = 410
+    title = "Archived"
+
+
 class RequestTimeout(CmdbSyncError):
     status_code = 408
     title = "Request timeout"

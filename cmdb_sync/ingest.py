@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cmdb_sync.db import describe_error, is_data_error, retrying, write_lock
 from cmdb_sync.errors import BadDelivery, CmdbSyncError, DatabaseUnavailable
 from cmdb_sync.events import Envelope, parse_envelope, scrub_nul
-from cmdb_sync.models import Event, stored_json
+from cmdb_sync.models import Event, EventId, stored_json
 from cmdb_sync.projections import bulk
 from cmdb_sync.projections.batch import MAX_ERROR_CHARS, Outcome, project, project_isolated
 from cmdb_sync.status import Status
@@ -174,15 +174,16 @@ def _journal_and_project(engine: Engine, journal: list[tuple[int, Envelope, dict
     reported as a conflict, never merged); one journaled as unsupported or failed is tried again
     when it carries something else.
     Two processes receiving one id at once may both project it (the second's write is stale
-    against the first's, and the rest is idempotent); the journal's primary key then keeps one
-    row and the other answers duplicate. Each row is written once, with its final status."""
+    against the first's, and the rest is idempotent); ``event_ids`` then keeps one and the other
+    answers duplicate. Each row is written once, with its final status; one tried again keeps the
+    time it was first received (its journal month). An id whose month was archived is a duplicate."""
     written = _Written({index: (Status.DUPLICATE, None) for index, _, _ in journal}, set())
     with write_lock(engine), engine.begin() as conn:
         first: dict[str, int] = {}
         for index, envelope, _ in journal:
             first.setdefault(envelope.id, index)
         candidates = [(index, envelope, row) for index, envelope, row in journal if first[envelope.id] == index]
-        held = bulk.journaled(conn, Event.__table__, [envelope.id for _, envelope, _ in candidates])
+        held = bulk.journaled(conn, EventId.__table__, Event.__table__, [envelope.id for _, envelope, _ in candidates])
         fresh, again = [], []
         for entry in candidates:
             index, envelope, row = entry
@@ -190,6 +191,8 @@ def _journal_and_project(engine: Engine, journal: list[tuple[int, Envelope, dict
                 fresh.append(entry)
                 continue
             status, body, action, app = held[envelope.id]
+            if status is None or body is None:  # archived: it was projected in its time
+                continue
             changed = _differs(body, row["body"]) or (action, app) != (envelope.action, envelope.app)
             if status in TRIED_AGAIN and changed:
                 again.append(entry)
@@ -209,7 +212,7 @@ def _journal_and_project(engine: Engine, journal: list[tuple[int, Envelope, dict
             {**row, "status": status.value, "error": error}
             for (_, _, row), (status, error) in zip(projecting, projected, strict=True)
         ]
-        inserted = bulk.insert_ignoring_conflicts(conn, Event.__table__, ("id",), rows[: len(fresh)])
+        inserted = bulk.journal(conn, EventId.__table__, Event.__table__, rows[: len(fresh)])
         replaced = _replace_journaled(conn, rows[len(fresh) :])
         for (index, envelope, _), outcome in zip(projecting, projected, strict=True):
             if envelope.id in inserted or envelope.id in replaced:
@@ -235,7 +238,7 @@ def _replace_journaled(conn: Connection, rows: list[dict[str, Any]]) -> set[str]
         stmt = (
             update(events)
             .where(events.c.id == row["id"], events.c.status.in_(TRIED_AGAIN))
-            .values({name: value for name, value in row.items() if name != "id"})
+            .values({name: value for name, value in row.items() if name not in ("id", "received_at")})
         )
         if conn.execute(stmt).rowcount:
             replaced.add(row["id"])

@@ -101,6 +101,39 @@ class Event(Base):
     )
 
 
+class EventId(Base):
+    """Every delivery id the journal ever held, archived ones included: what makes a delivery sent
+    again a duplicate. On PostgreSQL the journal is partitioned by received month and its key must
+    hold the month, so this table's key is the one that says an id was seen (``ON CONFLICT``)."""
+
+    __tablename__ = "event_ids"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(comment="when it was first received (its journal month)")
+
+
+class JournalArchive(Base):
+    """One ``cmdb-sync journal archive``: the deliveries received before ``before`` were written to
+    ``file`` and removed from the journal, but for the last snapshot of each object (and its last
+    tombstone), kept so that the inventory and as-of reads from ``horizon`` on stay whole."""
+
+    __tablename__ = "journal_archives"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    before: Mapped[datetime] = mapped_column(comment="deliveries received before this moment were archived")
+    horizon: Mapped[datetime | None] = mapped_column(
+        comment="the newest event time archived: as-of reads before it are refused"
+    )
+    file: Mapped[str] = mapped_column(Text, comment="where the archive was written")
+    sha256: Mapped[str] = mapped_column(String(64))
+    archived: Mapped[int] = mapped_column(Integer, comment="deliveries written to the file")
+    kept: Mapped[int] = mapped_column(Integer, comment="of those, kept in the journal as last snapshots")
+    archived_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None] = mapped_column(
+        comment="when the journal was trimmed; null while an archive is under way"
+    )
+
+
 class Version(Base):
     """One snapshot received for an object, applied or stale: its history, and what as-of reads
     walk. The snapshot itself is the journaled event's body (``event_id``); ``name`` is the object's

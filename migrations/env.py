@@ -8,6 +8,7 @@ from alembic import context
 
 from cmdb_sync.db import make_engine
 from cmdb_sync.models import Base
+from cmdb_sync.partitions import not_a_partition
 from cmdb_sync.settings import load_settings
 
 config = context.config
@@ -52,6 +53,7 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=not_a_partition,
     )
     with context.begin_transaction():
         context.run_migrations()

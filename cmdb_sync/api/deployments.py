@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from cmdb_sync.api.openapi import API_SECURITY
 from cmdb_sync.api.params import AsOfParam, Cursor, Limit, OrgId, reject_unknown_query_parameters
-from cmdb_sync.api.problems import LIST_PROBLEMS, NESTED_LIST_PROBLEMS, ONE_PROBLEMS
+from cmdb_sync.api.problems import AS_OF_ONE_PROBLEMS, LIST_PROBLEMS, NESTED_LIST_PROBLEMS
 from cmdb_sync.read import deployments
 from cmdb_sync.read.asof import AsOf, parse_as_of
 from cmdb_sync.read.common import Window
@@ -30,7 +30,7 @@ class DeploymentsController(Controller):
 
     @get(
         "/apps/{app:str}/change-orders",
-        responses=NESTED_LIST_PROBLEMS,
+        responses=AS_OF_ONE_PROBLEMS,
         sync_to_thread=True,
         summary="An app's deployments, newest first",
     )
@@ -57,7 +57,7 @@ class DeploymentsController(Controller):
 
     @get(
         "/change-orders/{sn:str}",
-        responses=ONE_PROBLEMS,
+        responses=AS_OF_ONE_PROBLEMS,
         sync_to_thread=True,
         summary="A deployment, with its rendered manifests",
     )

@@ -27,7 +27,7 @@ from cmdb_sync.read import history
 from cmdb_sync.read.common import Window
 from cmdb_sync.read.history import HISTORY_KINDS, ChangeOut, VersionOut
 from cmdb_sync.read.pagination import DEFAULT_LIMIT
-from cmdb_sync.read.views import Page
+from cmdb_sync.read.views import HistoryPage
 
 HiddenToo = Annotated[bool, QueryParameter(description="also the versions an App Delete hides")]
 
@@ -46,7 +46,7 @@ class HistoryController(Controller):
         org_id: OrgId = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
-    ) -> Page[VersionOut]:
+    ) -> HistoryPage[VersionOut]:
         return history.history(db, "App", app, app, Window(limit, cursor, True), org_id=org_id)
 
     @get(
@@ -65,7 +65,7 @@ class HistoryController(Controller):
         include_deleted: HiddenToo = False,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
-    ) -> Page[VersionOut]:
+    ) -> HistoryPage[VersionOut]:
         return history.history(db, "Env", app, env, Window(limit, cursor, include_deleted), org_id=org_id)
 
     @get(
@@ -85,7 +85,7 @@ class HistoryController(Controller):
         reveal: Reveal = False,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
-    ) -> Page[VersionOut]:
+    ) -> HistoryPage[VersionOut]:
         window = Window(limit, cursor, include_deleted)
         return history.history(db, "VariableGroup", app, name, window, org_id=org_id, reveal=allow_reveal(who, reveal))
 
@@ -104,7 +104,7 @@ class HistoryController(Controller):
         include_deleted: HiddenToo = False,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
-    ) -> Page[VersionOut]:
+    ) -> HistoryPage[VersionOut]:
         return history.history(db, "AppOrchestration", app, sn, Window(limit, cursor, include_deleted), org_id=org_id)
 
     @get(
@@ -127,7 +127,7 @@ class HistoryController(Controller):
         reveal: Reveal = False,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
-    ) -> Page[ChangeOut]:
+    ) -> HistoryPage[ChangeOut]:
         if kind is not None and kind not in HISTORY_KINDS:
             msg = f"kind: one of {', '.join(HISTORY_KINDS)}"
             raise BadRequest(msg, field="kind")

@@ -26,7 +26,7 @@ from cmdb_sync.api.params import (
     answered,
     reject_unknown_query_parameters,
 )
-from cmdb_sync.api.problems import LIST_PROBLEMS, NESTED_LIST_PROBLEMS, ONE_PROBLEMS
+from cmdb_sync.api.problems import AS_OF_LIST_PROBLEMS, AS_OF_ONE_PROBLEMS
 from cmdb_sync.read import inventory
 from cmdb_sync.read.asof import AsOf, parse_as_of
 from cmdb_sync.read.common import Window
@@ -40,7 +40,7 @@ class InventoryController(Controller):
     before_request = reject_unknown_query_parameters
     security = API_SECURITY
 
-    @get("/apps", responses=LIST_PROBLEMS, sync_to_thread=True, summary="Apps")
+    @get("/apps", responses=AS_OF_LIST_PROBLEMS, sync_to_thread=True, summary="Apps")
     def list_apps(
         self,
         db: NamedDependency[Session],
@@ -56,7 +56,7 @@ class InventoryController(Controller):
             return AsOf(db, at).list_apps(window, q=q, org_id=org_id)
         return inventory.list_apps(db, window, q=q, org_id=org_id)
 
-    @get("/apps/{app:str}", responses=ONE_PROBLEMS, sync_to_thread=True, summary="An app")
+    @get("/apps/{app:str}", responses=AS_OF_ONE_PROBLEMS, sync_to_thread=True, summary="An app")
     def get_app(
         self,
         db: NamedDependency[Session],
@@ -70,7 +70,7 @@ class InventoryController(Controller):
             return reader.app_out(reader.resolve_app(app, org_id, include_deleted))
         return inventory.get_app(db, app, org_id=org_id, include_deleted=include_deleted)
 
-    @get("/apps/{app:str}/envs", responses=NESTED_LIST_PROBLEMS, sync_to_thread=True, summary="An app's environments")
+    @get("/apps/{app:str}/envs", responses=AS_OF_ONE_PROBLEMS, sync_to_thread=True, summary="An app's environments")
     def list_app_envs(
         self,
         db: NamedDependency[Session],
@@ -88,7 +88,7 @@ class InventoryController(Controller):
 
     @get(
         "/apps/{app:str}/envs/{env:str}",
-        responses=ONE_PROBLEMS,
+        responses=AS_OF_ONE_PROBLEMS,
         sync_to_thread=True,
         summary="An environment, with its current deployment",
         operation_class=answered_by("env_as_of"),
@@ -108,7 +108,7 @@ class InventoryController(Controller):
             inventory.get_env(db, app, env, org_id=org_id, include_deleted=include_deleted, serialized=True)
         )
 
-    @get("/envs", responses=LIST_PROBLEMS, sync_to_thread=True, summary="Environments across apps")
+    @get("/envs", responses=AS_OF_LIST_PROBLEMS, sync_to_thread=True, summary="Environments across apps")
     def list_envs(
         self,
         db: NamedDependency[Session],
@@ -135,7 +135,7 @@ class InventoryController(Controller):
 
     @get(
         "/apps/{app:str}/variable-groups",
-        responses=NESTED_LIST_PROBLEMS,
+        responses=AS_OF_ONE_PROBLEMS,
         sync_to_thread=True,
         summary="An app's variable groups",
     )
@@ -161,7 +161,7 @@ class InventoryController(Controller):
 
     @get(
         "/apps/{app:str}/variable-groups/{name:str}",
-        responses=ONE_PROBLEMS,
+        responses=AS_OF_ONE_PROBLEMS,
         sync_to_thread=True,
         summary="A variable group",
     )
@@ -189,7 +189,7 @@ class InventoryController(Controller):
 
     @get(
         "/apps/{app:str}/orchestrations",
-        responses=NESTED_LIST_PROBLEMS,
+        responses=AS_OF_ONE_PROBLEMS,
         sync_to_thread=True,
         summary="An app's orchestrations",
     )
@@ -210,7 +210,7 @@ class InventoryController(Controller):
 
     @get(
         "/apps/{app:str}/orchestrations/{sn:str}",
-        responses=ONE_PROBLEMS,
+        responses=AS_OF_ONE_PROBLEMS,
         sync_to_thread=True,
         summary="An orchestration",
     )

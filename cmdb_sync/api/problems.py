@@ -95,6 +95,7 @@ def problem_responses(*statuses: int) -> dict[int, Any]:
         404: "No such object",
         408: "The body did not arrive in time",
         409: "The name exists in several orgs: pass org_id",
+        410: "as_of is before what an archive left of the journal: the problem says from when it can be read",
         413: "Body too large",
         503: "Database unavailable; retry later",
     }
@@ -112,3 +113,5 @@ def problem_responses(*statuses: int) -> dict[int, Any]:
 LIST_PROBLEMS = problem_responses(400, 401, 403, 409, 503)
 ONE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 503)
 NESTED_LIST_PROBLEMS = ONE_PROBLEMS  # a list under an app answers 404 when the app is not there
+AS_OF_LIST_PROBLEMS = problem_responses(400, 401, 403, 409, 410, 503)  # a route that takes as_of
+AS_OF_ONE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 410, 503)

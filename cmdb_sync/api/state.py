@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from litestar.connection import ASGIConnection
 
 from cmdb_sync.db import Database
 from cmdb_sync.group_commit import GroupCommitWriter
 from cmdb_sync.metrics import Metrics
+from cmdb_sync.partitions import keep_months_ahead
 from cmdb_sync.settings import Settings
 from cmdb_sync.supervision import watch_parent
 
@@ -19,6 +21,7 @@ class ServerState:
     database: Database
     metrics: Metrics
     writer: GroupCommitWriter
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerState:
@@ -30,9 +33,11 @@ class ServerState:
     def start(self) -> None:
         watch_parent()
         self.writer.start()
+        keep_months_ahead(self.database.engine, self.stopping)
 
     def stop(self) -> None:
         """Write what is waiting, then let the connections go."""
+        self.stopping.set()
         self.writer.stop()
         self.database.dispose()
 

@@ -103,18 +103,53 @@ def _pg_held_sql(table: Table, identity: tuple[str, ...]) -> str:
 
 
 def journaled(
-    conn: Connection, events: Table, ids: Sequence[str]
-) -> dict[str, tuple[str, str, str | None, str | None]]:
-    """``(status, body, action, app)`` of each of ``ids`` the journal holds."""
+    conn: Connection, event_ids: Table, events: Table, ids: Sequence[str]
+) -> dict[str, tuple[str | None, str | None, str | None, str | None]]:
+    """``(status, body, action, app)`` of each of ``ids`` ever journaled; all None for one whose
+    month was archived (the journal row is the one of its first receipt, in that month's partition)."""
     if not ids:
         return {}
     if conn.dialect.name == "postgresql":
-        sql = 'SELECT id, status, body, action, app FROM "events" WHERE id = ANY(%(v)b::varchar[])'
+        sql = (
+            "SELECT i.id, e.status, e.body, e.action, e.app FROM event_ids i LEFT JOIN events e "
+            "ON e.id = i.id AND e.received_at = i.received_at WHERE i.id = ANY(%(v)b::varchar[])"
+        )
         rows = conn.exec_driver_sql(sql, {"v": list(ids)})
     else:
-        columns = (events.c.id, events.c.status, events.c.body, events.c.action, events.c.app)
-        rows = conn.execute(select(*columns).where(events.c.id.in_(ids)))
+        columns = (event_ids.c.id, events.c.status, events.c.body, events.c.action, events.c.app)
+        joined = event_ids.outerjoin(events, events.c.id == event_ids.c.id)
+        rows = conn.execute(select(*columns).select_from(joined).where(event_ids.c.id.in_(ids)))
     return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
+
+
+def journal(conn: Connection, event_ids: Table, events: Table, rows: list[dict[str, Any]]) -> set[str]:
+    """Journal the deliveries whose id was never journaled; the ids journaled. The id is claimed in
+    ``event_ids`` (``ON CONFLICT DO NOTHING``: of two processes journaling one id at once, one wins)
+    and the row goes to the journal in the same statement."""
+    if not rows:
+        return set()
+    columns = tuple(rows[0])
+    if conn.dialect.name == "postgresql":
+        sql = _pg_journal_sql(events, columns)
+        return set(conn.exec_driver_sql(sql, _pg_arrays(events, columns, rows)).scalars())
+    claim = sqlite.insert(event_ids).on_conflict_do_nothing(index_elements=["id"]).returning(event_ids.c.id)
+    claimed = set(conn.execute(claim, [{"id": row["id"], "received_at": row["received_at"]} for row in rows]).scalars())
+    fresh = [row for row in rows if row["id"] in claimed]
+    if fresh:
+        conn.execute(insert(events), fresh)
+    return claimed
+
+
+@cache
+def _pg_journal_sql(events: Table, columns: tuple[str, ...]) -> str:
+    index = {name: f"c{i}" for i, name in enumerate(columns)}
+    return (
+        f"WITH r AS MATERIALIZED ({_pg_select(events, columns)}), "
+        f"claimed AS (INSERT INTO event_ids (id, received_at) SELECT {index['id']}, {index['received_at']} FROM r "
+        "ON CONFLICT (id) DO NOTHING RETURNING id) "
+        f'INSERT INTO "{events.name}" ({_quoted(columns)}) SELECT r.* FROM r '
+        f"WHERE r.{index['id']} IN (SELECT id FROM claimed) RETURNING id"
+    )
 
 
 # --- guarded upsert ------------------------------------------------------------------------------

@@ -20,13 +20,13 @@ from sqlalchemy import Select, bindparam, exists, func, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from cmdb_sync.db import past
-from cmdb_sync.errors import BadRequest, NotFound, the_one
-from cmdb_sync.models import ChangeOrder, Version
+from cmdb_sync.errors import Archived, BadRequest, NotFound, the_one
+from cmdb_sync.models import ChangeOrder, JournalArchive, Version
 from cmdb_sync.read.common import MAX_ORGS_LISTED, Window
 from cmdb_sync.read.history import bodies, render, snapshot_of
 from cmdb_sync.read.pagination import decode_cursor, encode_cursor
 from cmdb_sync.read.views import AppOut, ChangeOrderDetailOut, ChangeOrderOut, DeploymentOut, Page
-from cmdb_sync.times import now_utc, parse_event_time
+from cmdb_sync.times import iso_utc, now_utc, parse_event_time
 
 CHUNK = 200
 MAX_CHUNK = 2000
@@ -82,6 +82,23 @@ class AsOf:
     _apps: dict[tuple[str, str], AppAt] = field(default_factory=dict)
     _deployments: dict[tuple[str, str], list[tuple[Any, ...]]] = field(default_factory=dict)
     _bodies: dict[str, tuple[dict[str, str], str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Refused before the newest event an archive took out of the journal: the versions
+        before it are gone but for each object's last."""
+        last = self.session.execute(
+            select(JournalArchive.before, JournalArchive.horizon, JournalArchive.archived_at)
+            .where(JournalArchive.horizon.is_not(None))
+            .order_by(JournalArchive.horizon.desc())
+            .limit(1)
+        ).first()
+        if last is not None and self.at < last.horizon:
+            msg = (
+                f"as_of: the deliveries received before {last.before:%Y-%m} were archived on "
+                f"{last.archived_at:%Y-%m-%d} (cmdb-sync journal archive); the inventory can be read as of "
+                f"{iso_utc(last.horizon)} or later (import the archive into another database to read further back)"
+            )
+            raise Archived(msg, field="as_of", readable_from=iso_utc(last.horizon))
 
     # --- versions at the moment ---
 

@@ -16,13 +16,13 @@ from functools import cache
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, or_, select, tuple_
+from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, tuple_
 from sqlalchemy import inspect as inspect_model
 from sqlalchemy.orm import Session, aliased
 
 from cmdb_sync.errors import BadDelivery, NotFound, ProjectionError
 from cmdb_sync.events import parse_envelope
-from cmdb_sync.models import App, Event, Version
+from cmdb_sync.models import App, Event, JournalArchive, Version
 from cmdb_sync.projections import REGISTRY
 from cmdb_sync.projections.common import CHILDREN, Snapshot
 from cmdb_sync.read.common import Window, resolve_app
@@ -32,7 +32,7 @@ from cmdb_sync.read.views import (
     ChangeOrderDetailOut,
     DeploymentOut,
     EnvOut,
-    Page,
+    HistoryPage,
     Schema,
     Timestamp,
     versioned_out,
@@ -278,7 +278,7 @@ def _views(conn: Connection, versions: Sequence[_Version], *, reveal: bool) -> l
 
 def _page_of_versions(
     session: Session, stmt: Select[Any], window: Window, *, descending: bool, reveal: bool, feed: bool
-) -> Page[Any]:
+) -> HistoryPage[Any]:
     keys = [Version.time, Version.event_id]
     found, next_cursor = paginate(session, stmt, keys, limit=window.limit, cursor=window.cursor, descending=descending)
     rows = [_Version(**{name: row._mapping[name] for name in _VERSION_FIELDS}) for row in found]
@@ -306,7 +306,8 @@ def _page_of_versions(
             )
         else:
             items.append(VersionOut(**fields))
-    return Page(items=items, next_cursor=next_cursor)
+    archived_before = session.scalar(select(func.max(JournalArchive.before)))
+    return HistoryPage(items=items, next_cursor=next_cursor, archived_before=archived_before)
 
 
 def history(
@@ -318,7 +319,7 @@ def history(
     *,
     org_id: str | None,
     reveal: bool = False,
-) -> Page[VersionOut]:
+) -> HistoryPage[VersionOut]:
     """One object's versions, newest first. The app is found deleted or not (its history stays);
     versions hidden by an App Delete are left out unless ``include_deleted``."""
     app = resolve_app(session, app_name, org_id, include_deleted=True)
@@ -347,7 +348,7 @@ def change_feed(
     kind: str | None,
     org_id: str | None,
     reveal: bool = False,
-) -> Page[ChangeOut]:
+) -> HistoryPage[ChangeOut]:
     """Every version of the inventory's objects in ``(time, event_id)`` order, oldest first; the
     cursor is a position in that order, so it stays valid while events arrive."""
     stmt = _with_app(_versions_select().where(Version.kind.in_(HISTORY_KINDS)))

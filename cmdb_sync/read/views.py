@@ -30,6 +30,14 @@ class Page(Schema, Generic[T]):
     next_cursor: str | None
 
 
+class HistoryPage(Page[T], Generic[T]):
+    """A page of versions. ``archived_before``: deliveries received before this moment were
+    archived (``cmdb-sync journal archive``), and their versions are gone from the history but
+    for each object's last one; null when nothing was archived."""
+
+    archived_before: Timestamp = None
+
+
 class Versioned(Schema):
     org_id: str
     updated_at: Timestamp

@@ -244,6 +244,7 @@ def history_page(
         app=app,
         name=name,
         versions=versions.items,
+        archived_before=versions.archived_before,
         paging=paging(request, versions.next_cursor),
     )
 

@@ -93,7 +93,8 @@ def test_each_page_shows_its_data_in_a_few_queries(ui) -> None:
     count, text = queries_of(ui, "/ui/change-orders/620321f073741507cb7d0cfd/32468993abb14653ae9d86cf5d1cac98")
     assert "myapp-demo-test" in text and "FAILED" in text and count <= 5
     count, text = queries_of(ui, f"/ui/history/env/{ORG}/myapp-demo/test-env")
-    assert "61c92a37ae805dbacc5b9f78" in text and "Delete" in text and count <= 5
+    # one more than the versions need: what an archive took (journal_archives)
+    assert "61c92a37ae805dbacc5b9f78" in text and "Delete" in text and count <= 6
     count, text = queries_of(ui, "/ui/journal?status=stale")
     assert "ecd0f8a7b6a6473bbbc3e5212ec33929" not in text or "stale" in text
     assert count <= 3

@@ -1,0 +1,264 @@
+"""``cmdb-sync journal archive --before 2025-01``: old months out of the journal, into a file.
+
+1. The deliveries received before the month (and after the previous archive's) are written to a
+   gzip'd JSON Lines file in ``export``'s form, which ``import`` reads back (into a new database,
+   they rebuild what they held). The file is written beside its name and renamed when complete.
+2. The archive is recorded (``journal_archives``) before anything is removed: from then on, as-of
+   reads before its *horizon* (the newest event time it holds) are refused, and history pages say
+   what was archived.
+3. The journal is trimmed. Kept are the last snapshot of each object among the archived ones, and
+   its last tombstone (what the inventory and an as-of read at or after the horizon are made of,
+   and what a rebuild needs); their versions stay too. The others go, with their versions.
+   On PostgreSQL each month's partition is replaced by a table of its kept rows: built beside it,
+   then swapped in a transaction that waits for its locks only briefly (``giving_way``), so no
+   delivery waits on it for long. On SQLite, rows are deleted a batch at a time.
+
+Stopped halfway, run again with the same ``--before``: it finishes the trimming, with the file
+already written. A delivery sent again after its month was archived answers duplicate (its id is
+kept in ``event_ids``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from cmdb_sync.archive import EXPORT_BATCH, export_line
+from cmdb_sync.db import LOCK_NOT_AVAILABLE, keyset_batches
+from cmdb_sync.errors import CmdbSyncError
+from cmdb_sync.ingest import engine_of
+from cmdb_sync.models import Event, JournalArchive, Version
+from cmdb_sync.partitions import DEFAULT_PARTITION, add_months, monthly_partitions, partitioned
+from cmdb_sync.progress import Reporter
+from cmdb_sync.status import Status
+from cmdb_sync.times import now_utc
+
+log = logging.getLogger(__name__)
+
+TRIM_BATCH = 2000
+SWAP_ATTEMPTS = 600
+# Detaching a partition takes the journal's strongest lock: deliveries queue behind the request
+# while it waits, so it waits less than the 100 ms a delivery may be held up, then tries again.
+SWAP_LOCK_WAIT = "40ms"
+
+
+class ArchiveRefused(CmdbSyncError):
+    status_code = 409
+    title = "Archive refused"
+
+
+@dataclass(frozen=True)
+class Archived:
+    file: Path
+    archived: int
+    kept: int
+    horizon: datetime | None
+    resumed: bool
+
+
+def default_file(before: datetime) -> Path:
+    return Path(f"cmdb-sync-journal-before-{before:%Y-%m}.jsonl.gz")
+
+
+def archive(
+    session_factory: sessionmaker[Session], before: datetime, target: Path | None, reporter: Reporter
+) -> Archived:
+    engine = engine_of(session_factory)
+    with session_factory() as session:
+        under_way = session.scalars(select(JournalArchive).where(JournalArchive.finished_at.is_(None))).first()
+        finished = session.scalar(
+            select(func.max(JournalArchive.before)).where(JournalArchive.finished_at.is_not(None))
+        )
+    if under_way is not None:
+        if under_way.before != before:
+            msg = (
+                f"an archive of the deliveries before {under_way.before:%Y-%m} is under way (written to "
+                f"{under_way.file}): run `cmdb-sync journal archive --before {under_way.before:%Y-%m}` to finish it first"
+            )
+            raise ArchiveRefused(msg)
+        reporter.note(f"continuing the archive begun {under_way.archived_at:%Y-%m-%d %H:%M} ({under_way.file})")
+        kept = _trim(engine, before, reporter)
+        _finish(engine, under_way.id, kept)
+        return Archived(Path(under_way.file), under_way.archived, kept, under_way.horizon, resumed=True)
+    if finished is not None and before <= finished:
+        msg = f"the deliveries received before {finished:%Y-%m} are archived already: nothing to do"
+        raise ArchiveRefused(msg)
+    selection = select(Event.id, Event.headers, Event.body, Event.received_at).where(Event.received_at < before)
+    if finished is not None:
+        selection = selection.where(Event.received_at >= finished)
+    with session_factory() as session:
+        total = session.scalar(select(func.count()).select_from(selection.subquery())) or 0
+        horizon = session.scalar(
+            select(func.max(Version.time)).join(Event, Event.id == Version.event_id).where(Event.received_at < before)
+        )
+    if total == 0:
+        msg = f"no deliveries were received before {before:%Y-%m}: nothing to archive"
+        raise ArchiveRefused(msg)
+    path = target or default_file(before)
+    if path.exists():
+        msg = f"{path} exists: archives are never overwritten (choose another with --to)"
+        raise ArchiveRefused(msg)
+    reporter.set_total(total)
+    digest = _write(session_factory, selection, path, reporter)
+    with engine.begin() as conn:
+        record = conn.execute(
+            insert(JournalArchive)
+            .values(
+                before=before,
+                horizon=horizon,
+                file=str(path.resolve()),
+                sha256=digest,
+                archived=total,
+                kept=0,
+                archived_at=now_utc(),
+            )
+            .returning(JournalArchive.id)
+        ).scalar_one()
+    kept = _trim(engine, before, reporter)
+    _finish(engine, record, kept)
+    return Archived(path, total, kept, horizon, resumed=False)
+
+
+def _write(session_factory: sessionmaker[Session], selection: Any, path: Path, reporter: Reporter) -> str:
+    """The selected deliveries to ``path``, in the order received; its sha256. Written beside and
+    renamed once on disk whole, so a file by that name is always a complete archive."""
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("wb") as raw:
+        with gzip.GzipFile(filename=path.name.removesuffix(".gz"), mode="wb", fileobj=raw) as out:
+            for batch in keyset_batches(session_factory, selection, [Event.received_at, Event.id], EXPORT_BATCH):
+                out.write("".join(export_line(event) + "\n" for event in batch).encode())
+                reporter.advance(Status.EXPORTED, len(batch))
+        raw.flush()
+        os.fsync(raw.fileno())
+    os.replace(partial, path)
+    digest = hashlib.sha256()
+    with path.open("rb") as done:
+        for block in iter(lambda: done.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _finish(engine: Engine, record: int, kept: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(JournalArchive).where(JournalArchive.id == record).values(kept=kept, finished_at=now_utc()))
+
+
+# --- trimming ------------------------------------------------------------------------------------
+
+_KEPT = "archive_kept"
+
+
+def _kept_sql(conn: Connection) -> str:
+    """Of the versions of deliveries received before ``:before``, each object's newest, and its
+    newest tombstone (an App's keeps the hiding of its older objects). Versions order by
+    ``(time, id)``, ids by code point."""
+    by_code_point = ' COLLATE "C"' if conn.dialect.name == "postgresql" else ""
+    order = f"v.time DESC, v.event_id{by_code_point} DESC"
+    return (
+        f"INSERT INTO {_KEPT} (event_id) SELECT event_id FROM ("
+        "SELECT v.event_id, v.deleted, "
+        f"row_number() OVER (PARTITION BY v.kind, v.org_id, v.app_name, v.name ORDER BY {order}) AS newest, "
+        f"row_number() OVER (PARTITION BY v.kind, v.org_id, v.app_name, v.name, v.deleted ORDER BY {order}) AS newest_alike "
+        "FROM versions v JOIN events e ON e.id = v.event_id WHERE e.received_at < :before"
+        ") s WHERE newest = 1 OR (deleted AND newest_alike = 1)"
+    )
+
+
+def _before(sql: str) -> Any:
+    return text(sql).bindparams(bindparam("before", type_=Event.received_at.type))
+
+
+def _trim(engine: Engine, before: datetime, reporter: Reporter) -> int:
+    """Remove what the archive holds from the journal but for what is kept; the rows kept."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_KEPT}")
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {_KEPT} (event_id VARCHAR PRIMARY KEY)")
+        conn.execute(_before(_kept_sql(conn)), {"before": before})
+        kept = conn.exec_driver_sql(f"SELECT count(*) FROM {_KEPT}").scalar_one()
+        is_partitioned = partitioned(conn)
+        months = sorted(m for m in monthly_partitions(conn) if add_months(m, 1) <= before) if is_partitioned else []
+        conn.commit()
+        if is_partitioned:
+            for month in months:
+                _trim_month(conn, month, before=add_months(month, 1), reporter=reporter)
+            _trim_rows(conn, DEFAULT_PARTITION, before)
+        else:
+            _trim_rows(conn, "events", before)
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_KEPT}")
+        conn.commit()
+    reporter.note(f"kept in the journal: {kept} last snapshots (of objects and of tombstones)")
+    return kept
+
+
+def _trim_month(conn: Connection, month: datetime, *, before: datetime, reporter: Reporter) -> None:
+    """One month's partition replaced by a table of its kept rows, and the others' versions deleted,
+    in one transaction. Everything slow happens before the partition is detached; detach and attach
+    wait for their locks only briefly, and give way (rolled back to a savepoint) when they cannot have them."""
+    name = f"events_{month:%Y_%m}"
+    trimmed = f"{name}_trimmed"
+    bounds = f"FROM ('{month.isoformat()}') TO ('{before.isoformat()}')"
+    with conn.begin():
+        held = conn.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar_one()
+        keeping = conn.exec_driver_sql(
+            f"SELECT count(*) FROM {name} e JOIN {_KEPT} k ON k.event_id = e.id"
+        ).scalar_one()
+        if keeping == held:
+            return  # archived before, nothing more goes
+        # INCLUDING ALL: the indexes too, so that ATTACH adopts them instead of building them under its lock
+        conn.exec_driver_sql(f"CREATE TABLE {trimmed} (LIKE events INCLUDING ALL)")
+        conn.exec_driver_sql(f"INSERT INTO {trimmed} SELECT e.* FROM {name} e JOIN {_KEPT} k ON k.event_id = e.id")
+        conn.exec_driver_sql(
+            f"ALTER TABLE {trimmed} ADD CONSTRAINT {trimmed}_months "
+            f"CHECK (received_at >= '{month.isoformat()}' AND received_at < '{before.isoformat()}')"
+        )
+        conn.exec_driver_sql(
+            f"DELETE FROM versions v USING {name} e WHERE v.event_id = e.id "
+            f"AND NOT EXISTS (SELECT 1 FROM {_KEPT} k WHERE k.event_id = e.id)"
+        )
+        for attempt in range(1, SWAP_ATTEMPTS + 1):
+            swap = conn.begin_nested()
+            locked_at = time.perf_counter()
+            try:
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{SWAP_LOCK_WAIT}'")
+                conn.exec_driver_sql(f"ALTER TABLE events DETACH PARTITION {name}")
+                conn.exec_driver_sql(f"ALTER TABLE events ATTACH PARTITION {trimmed} FOR VALUES {bounds}")
+                conn.exec_driver_sql(f"DROP TABLE {name}")
+                conn.exec_driver_sql(f"ALTER TABLE {trimmed} RENAME TO {name}")
+                swap.commit()
+                break
+            except DBAPIError as exc:
+                swap.rollback()
+                if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE or attempt == SWAP_ATTEMPTS:
+                    raise
+                log.info("archive of %s gave way to deliveries (%d)", name, attempt)
+                time.sleep(min(0.01 * attempt, 0.5))
+        conn.exec_driver_sql(f"ALTER TABLE {name} DROP CONSTRAINT {trimmed}_months")
+    held_ms = (time.perf_counter() - locked_at) * 1000
+    reporter.note(f"{name}: {held - keeping} removed; the journal was locked {held_ms:.0f} ms (attempt {attempt})")
+
+
+def _trim_rows(conn: Connection, table: str, before: datetime) -> None:
+    """Delete what goes a batch at a time, each batch its versions then its rows, committed alone
+    (a writer waits for one batch at most)."""
+    going = _before(
+        f"SELECT id FROM {table} WHERE received_at < :before "
+        f"AND NOT EXISTS (SELECT 1 FROM {_KEPT} k WHERE k.event_id = {table}.id) LIMIT {TRIM_BATCH}"
+    )
+    while True:
+        with conn.begin():
+            ids = list(conn.execute(going, {"before": before}).scalars())
+            if not ids:
+                return
+            conn.execute(Version.__table__.delete().where(Version.event_id.in_(ids)))
+            conn.execute(Event.__table__.delete().where(Event.id.in_(ids), Event.received_at < before))
