@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cmdb_sync.archive import EXPORT_BATCH, export_line
-from cmdb_sync.db import LOCK_NOT_AVAILABLE, keyset_batches
+from cmdb_sync.db import giving_way, keyset_batches
 from cmdb_sync.errors import CmdbSyncError
 from cmdb_sync.ingest import engine_of
 from cmdb_sync.models import Event, JournalArchive, Version
@@ -47,7 +46,6 @@ from cmdb_sync.times import now_utc
 log = logging.getLogger(__name__)
 
 TRIM_BATCH = 2000
-SWAP_ATTEMPTS = 600
 # Detaching a partition takes the journal's strongest lock: deliveries queue behind the request
 # while it waits, so it waits less than the 100 ms a delivery may be held up, then tries again.
 SWAP_LOCK_WAIT = "40ms"
@@ -202,13 +200,16 @@ def _trim(engine: Engine, before: datetime, reporter: Reporter) -> int:
 
 
 def _trim_month(conn: Connection, month: datetime, *, before: datetime, reporter: Reporter) -> None:
-    """One month's partition replaced by a table of its kept rows, and the others' versions deleted,
-    in one transaction. Everything slow happens before the partition is detached; detach and attach
-    wait for their locks only briefly, and give way (rolled back to a savepoint) when they cannot have them."""
+    """One month's partition replaced by a table of its kept rows. The table is built and the
+    versions that go are deleted first, each in a transaction that holds nothing but its own rows;
+    the swap is a transaction of its own that only detaches, attaches, drops and renames. It takes
+    the journal's strongest lock: it waits for it at most ``SWAP_LOCK_WAIT`` and gives way when it
+    cannot have it. Stopped anywhere, the next run finds the month still to trim and does it again."""
     name = f"events_{month:%Y_%m}"
     trimmed = f"{name}_trimmed"
-    bounds = f"FROM ('{month.isoformat()}') TO ('{before.isoformat()}')"
     with conn.begin():
+        # left by a run that stopped: the table it was building, or the month it had swapped out
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {trimmed}, {name}_archived")
         held = conn.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar_one()
         keeping = conn.exec_driver_sql(
             f"SELECT count(*) FROM {name} e JOIN {_KEPT} k ON k.event_id = e.id"
@@ -218,34 +219,40 @@ def _trim_month(conn: Connection, month: datetime, *, before: datetime, reporter
         # INCLUDING ALL: the indexes too, so that ATTACH adopts them instead of building them under its lock
         conn.exec_driver_sql(f"CREATE TABLE {trimmed} (LIKE events INCLUDING ALL)")
         conn.exec_driver_sql(f"INSERT INTO {trimmed} SELECT e.* FROM {name} e JOIN {_KEPT} k ON k.event_id = e.id")
+        # the constraint spares ATTACH a scan of the table under its lock
         conn.exec_driver_sql(
             f"ALTER TABLE {trimmed} ADD CONSTRAINT {trimmed}_months "
             f"CHECK (received_at >= '{month.isoformat()}' AND received_at < '{before.isoformat()}')"
         )
+    with conn.begin():
         conn.exec_driver_sql(
             f"DELETE FROM versions v USING {name} e WHERE v.event_id = e.id "
             f"AND NOT EXISTS (SELECT 1 FROM {_KEPT} k WHERE k.event_id = e.id)"
         )
-        for attempt in range(1, SWAP_ATTEMPTS + 1):
-            swap = conn.begin_nested()
-            locked_at = time.perf_counter()
-            try:
-                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{SWAP_LOCK_WAIT}'")
-                conn.exec_driver_sql(f"ALTER TABLE events DETACH PARTITION {name}")
-                conn.exec_driver_sql(f"ALTER TABLE events ATTACH PARTITION {trimmed} FOR VALUES {bounds}")
-                conn.exec_driver_sql(f"DROP TABLE {name}")
-                conn.exec_driver_sql(f"ALTER TABLE {trimmed} RENAME TO {name}")
-                swap.commit()
-                break
-            except DBAPIError as exc:
-                swap.rollback()
-                if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE or attempt == SWAP_ATTEMPTS:
-                    raise
-                log.info("archive of %s gave way to deliveries (%d)", name, attempt)
-                time.sleep(min(0.01 * attempt, 0.5))
-        conn.exec_driver_sql(f"ALTER TABLE {name} DROP CONSTRAINT {trimmed}_months")
-    held_ms = (time.perf_counter() - locked_at) * 1000
-    reporter.note(f"{name}: {held - keeping} removed; the journal was locked {held_ms:.0f} ms (attempt {attempt})")
+    bounds = f"FROM ('{month.isoformat()}') TO ('{before.isoformat()}')"
+    engine = conn.engine
+    replaced = f"{name}_archived"
+    swap = (  # catalog changes only: the old table's files go in a transaction of their own, after
+        f"ALTER TABLE events DETACH PARTITION {name}",
+        f"ALTER TABLE {name} RENAME TO {replaced}",
+        f"ALTER TABLE {trimmed} RENAME TO {name}",
+        f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES {bounds}",
+    )
+    locked_ms = giving_way(lambda: _locked(engine, *swap))
+    giving_way(
+        lambda: _locked(engine, f"DROP TABLE {replaced}", f"ALTER TABLE {name} DROP CONSTRAINT {trimmed}_months")
+    )
+    reporter.note(f"{name}: {held - keeping} removed; the journal was locked {locked_ms:.0f} ms")
+
+
+def _locked(engine: Engine, *statements: str) -> float:
+    """The statements in one transaction, sent in one round trip, that waits for each lock at most
+    ``SWAP_LOCK_WAIT``; how long it took from its first lock request to its commit (ms)."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{SWAP_LOCK_WAIT}'")
+        started = time.perf_counter()
+        conn.exec_driver_sql("; ".join(statements))
+    return (time.perf_counter() - started) * 1000
 
 
 def _trim_rows(conn: Connection, table: str, before: datetime) -> None:
