@@ -370,17 +370,21 @@ def journal() -> None:
 @journal.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per month and kind, instead of a table.")
 def stats(as_json: bool) -> None:
-    """Deliveries and bytes by received month and kind (stored bytes: after PostgreSQL's compression)."""
+    """Deliveries and bytes by received month and kind (stored bytes: after PostgreSQL's
+    compression), then what was archived (`journal archive`)."""
     import json
 
-    from cmdb_sync.read.journal import journal_stats
+    from cmdb_sync.read.journal import journal_archives, journal_stats
 
     settings = _settings()
     with _database(settings) as database, database.sessions() as session:
         shares = journal_stats(session)
+        archives = journal_archives(session)
     if as_json:
         for share in shares:
             click.echo(json.dumps(share.__dict__))
+        for archive in archives:
+            click.echo(json.dumps({"archive": archive}))
         return
     click.echo(f"{'month':<8} {'kind':<24} {'deliveries':>12} {'body bytes':>14} {'stored bytes':>14}")
     for share in shares:
@@ -390,6 +394,12 @@ def stats(as_json: bool) -> None:
         )
     total = (sum(s.deliveries for s in shares), sum(s.body_bytes for s in shares), sum(s.stored_bytes for s in shares))
     click.echo(f"{'total':<8} {'':<24} {total[0]:>12,} {total[1]:>14,} {total[2]:>14,}")
+    for archive in archives:
+        state = f"on {archive['archived_at'][:10]}" if archive["finished_at"] else "under way"
+        click.echo(
+            f"archived before {archive['before'][:7]} ({state}): {archive['archived']:,} deliveries in "
+            f"{archive['file']}, {archive['kept']:,} of them kept in the journal as last snapshots"
+        )
 
 
 @journal.command("archive")

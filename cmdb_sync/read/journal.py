@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import LargeBinary, func, select
 from sqlalchemy.orm import Session
 
 from cmdb_sync.errors import NotFound
-from cmdb_sync.models import Event
+from cmdb_sync.models import Event, JournalArchive
 from cmdb_sync.read.common import Window
 from cmdb_sync.read.pagination import paginate
 from cmdb_sync.read.views import EventDetailOut, EventOut, Page
+from cmdb_sync.times import iso_utc
 
 
 @dataclass(frozen=True)
@@ -92,3 +94,21 @@ def journal_stats(session: Session) -> list[JournalShare]:
         .order_by(month, Event.kind)
     )
     return [JournalShare(m, kind, int(n), int(size), int(kept)) for m, kind, n, size, kept in session.execute(stmt)]
+
+
+def journal_archives(session: Session) -> list[dict[str, Any]]:
+    """Every ``journal archive``, oldest first, as JSON-able values."""
+    rows = session.scalars(select(JournalArchive).order_by(JournalArchive.before)).all()
+    return [
+        {
+            "before": iso_utc(row.before),
+            "file": row.file,
+            "sha256": row.sha256,
+            "archived": row.archived,
+            "kept": row.kept,
+            "horizon": iso_utc(row.horizon) if row.horizon else None,
+            "archived_at": iso_utc(row.archived_at),
+            "finished_at": iso_utc(row.finished_at) if row.finished_at else None,
+        }
+        for row in rows
+    ]

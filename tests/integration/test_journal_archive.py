@@ -107,6 +107,18 @@ def test_archive_writes_the_old_months_and_keeps_what_the_inventory_is_made_of(
     with engine.connect() as conn:
         assert conn.scalar(select(Event.id).where(Event.id == "a-1")) is None
 
+    stats = run(migrated_url, "journal", "stats")
+    assert (
+        f"archived before 2025-03 (on {record.archived_at:%Y-%m-%d}): 7 deliveries in {file}, 4 of them kept"
+        in stats.stdout
+    )
+    (share,) = [
+        json.loads(line)
+        for line in run(migrated_url, "journal", "stats", "--json").stdout.splitlines()
+        if "archive" in line
+    ]
+    assert share["archive"]["sha256"] == record.sha256 and share["archive"]["horizon"] == "2025-02-02T00:00:00.000Z"
+
     again = run(migrated_url, "journal", "archive", "--before", "2025-03", "--to", str(tmp_path / "again.jsonl.gz"))
     assert again.exit_code == 1 and "archived already" in again.output
 
