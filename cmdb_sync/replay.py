@@ -8,7 +8,7 @@ copy of it agree.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -230,6 +230,7 @@ def _position_statement(untimed: bool) -> Any:
 SHADOW_SCHEMA = "cmdb_sync_rebuild"
 REPLACED_SCHEMA = "cmdb_sync_replaced"
 CATCH_UP_OVERLAP = timedelta(seconds=5)  # clocks of the server and the rebuild may differ a little
+CATCH_UP_ENOUGH = 200  # deliveries left for the swap to apply under its lock
 LABEL_STATISTICS = "st_env_labels_name_value"  # migration 0004
 
 
@@ -257,23 +258,41 @@ def _rebuild_beside(
         for batch in _batches(shadow_sessions, Selection(received_before=run.started_at), batch_size, run):
             for status in _replay_batch(shadow_sessions, batch, run_id=run.id):
                 reporter.advance(status)
-        since = run.started_at - CATCH_UP_OVERLAP
-        while True:  # what the server received meanwhile, until a pass finds little
-            mark = now_utc() - CATCH_UP_OVERLAP
-            received = selection_received_since(since)
-            caught = 0
-            for batch in keyset_batches(shadow_sessions, received, [Event.received_at, Event.id], batch_size):
-                _replay_batch(shadow_sessions, batch)
-                caught += len(batch)
-            since = mark
-            if caught < batch_size:
-                break
-        giving_way(lambda: _swap(shadow, since, run.id))
+        since, caught = _catch_up(shadow_sessions, run.started_at - CATCH_UP_OVERLAP, batch_size)
+        giving_way(lambda: _swap(shadow, since, run.id, caught))
         with shadow.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {REPLACED_SCHEMA} CASCADE")
             conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SHADOW_SCHEMA} CASCADE")
     finally:
         shadow.dispose()
+
+
+def _catch_up(
+    shadow_sessions: sessionmaker[Session], since: datetime, batch_size: int
+) -> tuple[datetime, dict[str, datetime]]:
+    """Replay what the server received since ``since``, pass after pass, until a pass finds few
+    new deliveries (``CATCH_UP_ENOUGH``) or no fewer than the pass before (the server receives as
+    fast as this replays: the swap takes the rest under its lock). Each pass reads again the last
+    ``CATCH_UP_OVERLAP`` before where the previous one began (a delivery is stamped when it arrives
+    and committed a moment later), skipping what it already replayed. Returns where the last pass
+    began and the ids replayed since then, which the swap skips too."""
+    caught: dict[str, datetime] = {}
+    previous = None
+    while True:
+        mark = now_utc() - CATCH_UP_OVERLAP
+        new = 0
+        received = selection_received_since(since)
+        for batch in keyset_batches(shadow_sessions, received, [Event.received_at, Event.id], batch_size):
+            fresh = [event for event in batch if event.id not in caught]
+            if fresh:
+                _replay_batch(shadow_sessions, fresh)
+            caught.update((event.id, event.received_at) for event in fresh)
+            new += len(fresh)
+        since = mark
+        caught = {event_id: received_at for event_id, received_at in caught.items() if received_at >= since}
+        if new <= CATCH_UP_ENOUGH or (previous is not None and new >= previous):
+            return since, caught
+        previous = new
 
 
 def selection_received_since(since: datetime) -> Any:
@@ -302,7 +321,7 @@ def _shadow_run(
     return retrying(begin)
 
 
-def _swap(shadow: Engine, since: datetime, run_id: int) -> None:
+def _swap(shadow: Engine, since: datetime, run_id: int, caught: Container[str] = ()) -> None:
     """One transaction: the live tables locked (readers and the server's writers wait a moment),
     the journal locked against new deliveries, the last ones applied to the new tables, and the
     tables exchanged. A reader that waited then reads the new table (PostgreSQL looks the name up
@@ -314,7 +333,8 @@ def _swap(shadow: Engine, since: datetime, run_id: int) -> None:
         live = ", ".join(f'public."{table.name}"' for table in tables)
         conn.exec_driver_sql(f"LOCK TABLE {live} IN ACCESS EXCLUSIVE MODE")
         conn.exec_driver_sql("LOCK TABLE public.events IN EXCLUSIVE MODE")
-        last = conn.execute(selection_received_since(since).order_by(Event.time, Event.id)).all()
+        received = conn.execute(selection_received_since(since).order_by(Event.time, Event.id)).all()
+        last = [event for event in received if event.id not in caught]
         if last:
             _project_on(conn, last)
         conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {REPLACED_SCHEMA} CASCADE")
