@@ -76,8 +76,13 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that only read: on SQLite they begin deferred, so in WAL mode they read a snapshot
-    beside the writer instead of queueing for the write lock as writers do."""
-    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+    beside the writer instead of queueing for the write lock as writers do. On PostgreSQL they run
+    in autocommit: under READ COMMITTED each statement reads its own snapshot anyway, and a
+    request spared ``BEGIN`` and ``ROLLBACK`` makes two round trips fewer (measured: GET one env)."""
+    options: dict[str, Any] = {READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        options["isolation_level"] = "AUTOCOMMIT"
+    return sessionmaker(engine.execution_options(**options), expire_on_commit=False)
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
         None,
         description="CMDB_SYNC_APPSTACK_TOKEN: personal access token for the AppStack OpenAPI (backfill).",
     )
-    db_pool_size: int = Field(10, gt=0, description="CMDB_SYNC_DB_POOL_SIZE: connections per process.")
+    db_pool_size: int = Field(10, gt=0, description="CMDB_SYNC_DB_POOL_SIZE: connections per process and pool.")
     log_level: str = Field("INFO", description="CMDB_SYNC_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.")
     log_format: Literal["text", "json"] = Field(
         "text", description="CMDB_SYNC_LOG_FORMAT: text (a line a person reads) or json (one object a line)."

@@ -1,14 +1,16 @@
 """``/api/v1`` inventory routes: apps, environments, variable groups, orchestrations.
 
 Handlers parse, call one function of ``read.inventory`` in a worker thread with the session they
-are given, and return its view; every error is a domain exception.
+are given, and return its view; every error is a domain exception. One env, the most read route,
+is answered on the event loop on PostgreSQL (``read.hot``).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, get
+from litestar import Controller, Request, get
+from litestar.concurrency import sync_to_thread
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from sqlalchemy.orm import Session
@@ -24,9 +26,11 @@ from cmdb_sync.api.params import (
     Reveal,
     allow_reveal,
     answered,
+    reads_primary,
     reject_unknown_query_parameters,
 )
 from cmdb_sync.api.problems import AS_OF_LIST_PROBLEMS, AS_OF_ONE_PROBLEMS
+from cmdb_sync.api.state import server_state
 from cmdb_sync.read import inventory
 from cmdb_sync.read.asof import AsOf, parse_as_of
 from cmdb_sync.read.common import Window
@@ -89,12 +93,12 @@ class InventoryController(Controller):
     @get(
         "/apps/{app:str}/envs/{env:str}",
         responses=AS_OF_ONE_PROBLEMS,
-        sync_to_thread=True,
         summary="An environment, with its current deployment",
         operation_class=answered_by("env_as_of"),
     )
-    def get_env(
+    async def get_env(
         self,
+        request: Request,  # type: ignore[type-arg]
         db: NamedDependency[Session],
         app: FromPath[str],
         env: FromPath[str],
@@ -102,11 +106,22 @@ class InventoryController(Controller):
         include_deleted: IncludeDeleted = False,
         as_of: AsOfParam = None,
     ) -> EnvOut:
-        if (at := parse_as_of(as_of)) is not None:
-            return AsOf(db, at).get_owned("Env", "env", app, env, org_id=org_id, include_deleted=include_deleted)
-        return answered(
-            inventory.get_env(db, app, env, org_id=org_id, include_deleted=include_deleted, serialized=True)
-        )
+        """The most read route: on PostgreSQL, now, on the event loop (``read.hot``)."""
+        hot = server_state(request).async_reads
+        if hot is not None and as_of is None:
+            found = await hot.get_env(
+                app, env, org_id=org_id, include_deleted=include_deleted, primary=reads_primary(request)
+            )
+            return answered(found)
+
+        def read() -> EnvOut:
+            if (at := parse_as_of(as_of)) is not None:
+                return AsOf(db, at).get_owned("Env", "env", app, env, org_id=org_id, include_deleted=include_deleted)
+            return answered(
+                inventory.get_env(db, app, env, org_id=org_id, include_deleted=include_deleted, serialized=True)
+            )
+
+        return await sync_to_thread(read)
 
     @get("/envs", responses=AS_OF_LIST_PROBLEMS, sync_to_thread=True, summary="Environments across apps")
     def list_envs(

@@ -42,12 +42,16 @@ def provide_db(request: Request) -> Iterator[Session]:  # type: ignore[type-arg]
     read replica configured it reads there, unless the request says ``X-Read-From: primary``
     (a reader that must see a delivery it has just had acknowledged)."""
     database = server_state(request).database
-    primary = request.headers.get(READ_FROM_HEADER, "").strip().lower() == "primary"
-    session = (database.primary_read_sessions if primary else database.read_sessions)()
+    session = (database.primary_read_sessions if reads_primary(request) else database.read_sessions)()
     try:
         yield session
     finally:
         session.close()
+
+
+def reads_primary(request: Request) -> bool:  # type: ignore[type-arg]
+    """The request asks to read the primary (``X-Read-From: primary``), not the replica."""
+    return request.headers.get(READ_FROM_HEADER, "").strip().lower() == "primary"
 
 
 async def reject_unknown_query_parameters(request: Request) -> None:  # type: ignore[type-arg]

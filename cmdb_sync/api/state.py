@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from litestar.connection import ASGIConnection
 
@@ -14,6 +15,9 @@ from cmdb_sync.partitions import keep_months_ahead
 from cmdb_sync.settings import Settings
 from cmdb_sync.supervision import watch_parent
 
+if TYPE_CHECKING:
+    from cmdb_sync.read.hot import AsyncReads
+
 
 @dataclass
 class ServerState:
@@ -21,6 +25,7 @@ class ServerState:
     database: Database
     metrics: Metrics
     writer: GroupCommitWriter
+    async_reads: AsyncReads | None = None  # PostgreSQL: the hot read path's pools (read.hot)
     stopping: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -28,17 +33,26 @@ class ServerState:
         database = Database.open(
             settings.database_url, pool_size=settings.db_pool_size, read_url=settings.read_database_url
         )
-        return cls(settings, database, Metrics(), GroupCommitWriter(database.engine))
+        async_reads = None
+        if database.engine.dialect.name == "postgresql":
+            from cmdb_sync.read.hot import AsyncReads
 
-    def start(self) -> None:
+            async_reads = AsyncReads(settings.database_url, settings.read_database_url, settings.db_pool_size)
+        return cls(settings, database, Metrics(), GroupCommitWriter(database.engine), async_reads)
+
+    async def start(self) -> None:
         watch_parent()
         self.writer.start()
         keep_months_ahead(self.database.engine, self.stopping)
+        if self.async_reads is not None:
+            await self.async_reads.open()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         """Write what is waiting, then let the connections go."""
         self.stopping.set()
         self.writer.stop()
+        if self.async_reads is not None:
+            await self.async_reads.close()
         self.database.dispose()
 
 

@@ -184,7 +184,7 @@ def get_env(
     params = {"app": app_name, "env": env_name, "org": org_id}
     as_document = serialized and conn.dialect.name == "postgresql"
     rows = conn.execute(_env_statement(include_deleted, org_id is not None, as_document), params).all()
-    the_one([_AppOrg(r.app_org_id) for r in rows], f"app {app_name!r}", org_id)
+    the_one([AppOrg(r.app_org_id) for r in rows], f"app {app_name!r}", org_id)
     row = rows[0]
     if row.id is None:
         msg = f"env {env_name!r} of app {app_name!r} not found"
@@ -204,21 +204,31 @@ def get_env(
 
 
 @dataclass(frozen=True)
-class _AppOrg:
+class AppOrg:
+    """An org holding the app asked for (``the_one`` picks the one or says which)."""
+
     org_id: str
 
 
 @cache
 def _env_statement(include_deleted: bool, by_org: bool, as_document: bool = False) -> Select[Any]:
-    found = and_(owned_by(Env), Env.name == bindparam("env"))
     documents = (env_document().label("doc"),) if as_document else ()
+    columns = (*Env.__table__.c, effective_deleted_at(Env).label("effective_deleted_at"), *documents)
+    return _env_lookup(columns, include_deleted=include_deleted, by_org=by_org)
+
+
+@cache
+def env_document_statement(include_deleted: bool, by_org: bool) -> Select[Any]:
+    """``app_org_id``, ``id`` (null when the app is there but not the env) and ``doc`` (the env's
+    JSON), a row per org holding the app: what ``read.hot`` answers with."""
+    columns = (Env.id, env_document().label("doc"))
+    return _env_lookup(columns, include_deleted=include_deleted, by_org=by_org)
+
+
+def _env_lookup(columns: tuple[Any, ...], *, include_deleted: bool, by_org: bool) -> Select[Any]:
+    found = and_(owned_by(Env), Env.name == bindparam("env"))
     stmt = (
-        select(
-            App.org_id.label("app_org_id"),
-            *Env.__table__.c,
-            effective_deleted_at(Env).label("effective_deleted_at"),
-            *documents,
-        )
+        select(App.org_id.label("app_org_id"), *columns)
         .select_from(App)
         .outerjoin(Env, found if include_deleted else and_(found, visible(Env)))
         .where(App.name == bindparam("app"))
