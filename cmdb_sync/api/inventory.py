@@ -26,6 +26,7 @@ from cmdb_sync.api.params import (
     Reveal,
     allow_reveal,
     answered,
+    read_session,
     reads_primary,
     reject_unknown_query_parameters,
 )
@@ -99,7 +100,6 @@ class InventoryController(Controller):
     async def get_env(
         self,
         request: Request,  # type: ignore[type-arg]
-        db: NamedDependency[Session],
         app: FromPath[str],
         env: FromPath[str],
         org_id: OrgId = None,
@@ -115,11 +115,14 @@ class InventoryController(Controller):
             return answered(found)
 
         def read() -> EnvOut:
-            if (at := parse_as_of(as_of)) is not None:
-                return AsOf(db, at).get_owned("Env", "env", app, env, org_id=org_id, include_deleted=include_deleted)
-            return answered(
-                inventory.get_env(db, app, env, org_id=org_id, include_deleted=include_deleted, serialized=True)
-            )
+            with read_session(request) as db:
+                if (at := parse_as_of(as_of)) is not None:
+                    return AsOf(db, at).get_owned(
+                        "Env", "env", app, env, org_id=org_id, include_deleted=include_deleted
+                    )
+                return answered(
+                    inventory.get_env(db, app, env, org_id=org_id, include_deleted=include_deleted, serialized=True)
+                )
 
         return await sync_to_thread(read)
 

@@ -41,12 +41,17 @@ def provide_db(request: Request) -> Iterator[Session]:  # type: ignore[type-arg]
     """A read session for the request: on SQLite it reads a snapshot beside the writer; with a
     read replica configured it reads there, unless the request says ``X-Read-From: primary``
     (a reader that must see a delivery it has just had acknowledged)."""
-    database = server_state(request).database
-    session = (database.primary_read_sessions if reads_primary(request) else database.read_sessions)()
-    try:
+    with read_session(request) as session:
         yield session
-    finally:
-        session.close()
+
+
+def read_session(request: Request) -> Session:  # type: ignore[type-arg]
+    """``provide_db``'s session, for a handler that only sometimes needs one (close it: ``with``)."""
+    database = server_state(request).database
+    return (database.primary_read_sessions if reads_primary(request) else database.read_sessions)()
+
+
+_QUERY_NAMES = "cmdb_sync_query_names"
 
 
 def reads_primary(request: Request) -> bool:  # type: ignore[type-arg]
@@ -58,12 +63,14 @@ async def reject_unknown_query_parameters(request: Request) -> None:  # type: ig
     """Unknown query parameters are a 400, not silently ignored: a typo must not widen a query.
     NUL, which no stored name contains, is refused before it reaches the database."""
     handler = request.route_handler
-    not_query = {"self", "request", *handler.resolve_dependencies(), *request.path_params}
-    allowed = {
-        getattr(field.kwarg_definition, "name", None) or name
-        for name, field in handler.parsed_fn_signature.parameters.items()
-        if name not in not_query
-    }
+    allowed = handler.opt.get(_QUERY_NAMES)
+    if allowed is None:  # the route's query parameters, worked out once per route
+        not_query = {"self", "request", *handler.resolve_dependencies(), *request.path_params}
+        allowed = handler.opt[_QUERY_NAMES] = frozenset(
+            getattr(field.kwarg_definition, "name", None) or name
+            for name, field in handler.parsed_fn_signature.parameters.items()
+            if name not in not_query
+        )
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
         msg = f"unknown query parameter(s): {', '.join(unknown)}"
