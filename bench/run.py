@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,28 +69,39 @@ def record(
 
 
 @contextmanager
-def rss_peak(pid: int) -> Iterator[dict[str, float]]:
-    """The peak resident memory of a process and its children, sampled every 0.2 s, in MiB."""
-    peak = {"mib": 0.0}
+def sampling(sample: Callable[[], None], every: float) -> Iterator[None]:
+    """``sample()`` every ``every`` seconds in a thread of its own, for as long as the block runs."""
     stop = threading.Event()
 
-    def sample() -> None:
+    def loop() -> None:
         while not stop.is_set():
-            try:
-                root = psutil.Process(pid)
-                total = root.memory_info().rss + sum(c.memory_info().rss for c in root.children(recursive=True))
-                peak["mib"] = max(peak["mib"], total / 2**20)
-            except psutil.Error:
-                pass
-            stop.wait(0.2)
+            sample()
+            stop.wait(every)
 
-    thread = threading.Thread(target=sample, daemon=True)
+    thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:
-        yield peak
+        yield
     finally:
         stop.set()
         thread.join()
+
+
+@contextmanager
+def rss_peak(pid: int) -> Iterator[dict[str, float]]:
+    """The peak resident memory of a process and its children, sampled every 0.2 s, in MiB."""
+    peak = {"mib": 0.0}
+
+    def sample() -> None:
+        try:
+            root = psutil.Process(pid)
+            total = root.memory_info().rss + sum(c.memory_info().rss for c in root.children(recursive=True))
+            peak["mib"] = max(peak["mib"], total / 2**20)
+        except psutil.Error:
+            pass
+
+    with sampling(sample, 0.2):
+        yield peak
 
 
 @contextmanager
@@ -393,26 +404,18 @@ def lock_waits(url: str) -> Iterator[dict[str, float]]:
     import psycopg
 
     seen = {"max_ms": 0.0}
-    stop = threading.Event()
     sql = (
         "SELECT coalesce(max(extract(epoch FROM clock_timestamp() - query_start)) * 1000, 0) "
         "FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
         "AND query NOT ILIKE 'ALTER TABLE%' AND query NOT ILIKE 'SET %'"
     )
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
 
-    def sample() -> None:
-        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
-            while not stop.is_set():
-                seen["max_ms"] = max(seen["max_ms"], float(conn.execute(sql).fetchone()[0]))  # type: ignore[index]
-                time.sleep(0.005)
+        def sample() -> None:
+            seen["max_ms"] = max(seen["max_ms"], float(conn.execute(sql).fetchone()[0]))  # type: ignore[index]
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        yield seen
-    finally:
-        stop.set()
-        sampler.join()
+        with sampling(sample, 0.005):
+            yield seen
 
 
 def archive_under_load_target(events: int, duration: int) -> None:

@@ -84,17 +84,23 @@ def upgrade() -> None:
         _partition()
 
 
-def _partition() -> None:
-    op.execute("ALTER TABLE events RENAME TO events_unpartitioned")
-    op.execute("ALTER TABLE events_unpartitioned RENAME CONSTRAINT pk_events TO pk_events_unpartitioned")
+def _set_aside(aside: str, key: str, partitioning: str = "") -> None:
+    """The journal renamed ``events_{aside}`` (its key and indexes too), and ``events`` made anew
+    like it, with ``key`` as its primary key, and its indexes."""
+    op.execute(f"ALTER TABLE events RENAME TO events_{aside}")
+    op.execute(f"ALTER TABLE events_{aside} RENAME CONSTRAINT pk_events TO pk_events_{aside}")
     for name in INDEXES:
-        op.execute(f"ALTER INDEX {name} RENAME TO {name}_unpartitioned")
+        op.execute(f"ALTER INDEX {name} RENAME TO {name}_{aside}")
     op.execute(
-        "CREATE TABLE events (LIKE events_unpartitioned INCLUDING DEFAULTS INCLUDING COMMENTS "
-        "INCLUDING COMPRESSION, CONSTRAINT pk_events PRIMARY KEY (id, received_at)) PARTITION BY RANGE (received_at)"
+        f"CREATE TABLE events (LIKE events_{aside} INCLUDING DEFAULTS INCLUDING COMMENTS "
+        f"INCLUDING COMPRESSION, CONSTRAINT pk_events PRIMARY KEY ({key})) {partitioning}"
     )
     for name, columns in INDEXES.items():
         op.execute(f"CREATE INDEX {name} ON events ({columns})")
+
+
+def _partition() -> None:
+    _set_aside("unpartitioned", "id, received_at", "PARTITION BY RANGE (received_at)")
     oldest = op.get_bind().exec_driver_sql("SELECT min(received_at) FROM events_unpartitioned").scalar()
     now = datetime.now(UTC)
     month = month_of(oldest or now)
@@ -113,16 +119,7 @@ def _partition() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("ALTER TABLE events RENAME TO events_partitioned")
-        op.execute("ALTER TABLE events_partitioned RENAME CONSTRAINT pk_events TO pk_events_partitioned")
-        for name in INDEXES:
-            op.execute(f"ALTER INDEX {name} RENAME TO {name}_partitioned")
-        op.execute(
-            "CREATE TABLE events (LIKE events_partitioned INCLUDING DEFAULTS INCLUDING COMMENTS "
-            "INCLUDING COMPRESSION, CONSTRAINT pk_events PRIMARY KEY (id))"
-        )
-        for name, columns in INDEXES.items():
-            op.execute(f"CREATE INDEX {name} ON events ({columns})")
+        _set_aside("partitioned", "id")
         op.execute("INSERT INTO events SELECT * FROM events_partitioned")
         op.execute("DROP TABLE events_partitioned")
     op.drop_table("journal_archives")
