@@ -156,8 +156,9 @@ LOCK_NOT_AVAILABLE = "55P03"
 
 
 def giving_way(transaction: Callable[[], T], *, attempts: int = 300, pause: float = 0.02) -> T:
-    """Run ``transaction`` (which opens and commits its own, and sets ``lock_timeout`` to
-    ``BRIEF_LOCK_WAIT``) again while it cannot have its locks in time, pausing a little longer each time."""
+    """Run ``transaction`` (which opens and commits its own, and sets a short ``lock_timeout``:
+    ``BRIEF_LOCK_WAIT``, or less) again while it cannot have its locks in time, pausing a little
+    longer each time."""
     for attempt in range(1, attempts + 1):
         try:
             return retrying(transaction)

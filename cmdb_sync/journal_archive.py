@@ -38,7 +38,14 @@ from cmdb_sync.db import giving_way, keyset_batches
 from cmdb_sync.errors import CmdbSyncError
 from cmdb_sync.ingest import engine_of
 from cmdb_sync.models import Event, JournalArchive, Version
-from cmdb_sync.partitions import DEFAULT_PARTITION, add_months, monthly_partitions, partitioned
+from cmdb_sync.partitions import (
+    DEFAULT_PARTITION,
+    add_months,
+    month_table,
+    monthly_partitions,
+    partition_name,
+    partitioned,
+)
 from cmdb_sync.progress import Reporter
 from cmdb_sync.status import Status
 from cmdb_sync.times import now_utc
@@ -189,7 +196,7 @@ def _trim(engine: Engine, before: datetime, reporter: Reporter) -> int:
         conn.commit()
         if is_partitioned:
             for month in months:
-                _trim_month(conn, month, before=add_months(month, 1), reporter=reporter)
+                _trim_month(conn, month, reporter)
             _trim_rows(conn, DEFAULT_PARTITION, before)
         else:
             _trim_rows(conn, "events", before)
@@ -199,13 +206,13 @@ def _trim(engine: Engine, before: datetime, reporter: Reporter) -> int:
     return kept
 
 
-def _trim_month(conn: Connection, month: datetime, *, before: datetime, reporter: Reporter) -> None:
+def _trim_month(conn: Connection, month: datetime, reporter: Reporter) -> None:
     """One month's partition replaced by a table of its kept rows. The table is built and the
     versions that go are deleted first, each in a transaction that holds nothing but its own rows;
     the swap is a transaction of its own that only detaches, attaches, drops and renames. It takes
     the journal's strongest lock: it waits for it at most ``SWAP_LOCK_WAIT`` and gives way when it
     cannot have it. Stopped anywhere, the next run finds the month still to trim and does it again."""
-    name = f"events_{month:%Y_%m}"
+    name = partition_name(month)
     trimmed = f"{name}_trimmed"
     with conn.begin():
         # left by a run that stopped: the table it was building, or the month it had swapped out
@@ -216,20 +223,13 @@ def _trim_month(conn: Connection, month: datetime, *, before: datetime, reporter
         ).scalar_one()
         if keeping == held:
             return  # archived before, nothing more goes
-        # INCLUDING ALL: the indexes too, so that ATTACH adopts them instead of building them under its lock
-        conn.exec_driver_sql(f"CREATE TABLE {trimmed} (LIKE events INCLUDING ALL)")
+        bounds = month_table(conn, trimmed, month)
         conn.exec_driver_sql(f"INSERT INTO {trimmed} SELECT e.* FROM {name} e JOIN {_KEPT} k ON k.event_id = e.id")
-        # the constraint spares ATTACH a scan of the table under its lock
-        conn.exec_driver_sql(
-            f"ALTER TABLE {trimmed} ADD CONSTRAINT {trimmed}_months "
-            f"CHECK (received_at >= '{month.isoformat()}' AND received_at < '{before.isoformat()}')"
-        )
     with conn.begin():
         conn.exec_driver_sql(
             f"DELETE FROM versions v USING {name} e WHERE v.event_id = e.id "
             f"AND NOT EXISTS (SELECT 1 FROM {_KEPT} k WHERE k.event_id = e.id)"
         )
-    bounds = f"FROM ('{month.isoformat()}') TO ('{before.isoformat()}')"
     engine = conn.engine
     replaced = f"{name}_archived"
     swap = (  # catalog changes only: the old table's files go in a transaction of their own, after

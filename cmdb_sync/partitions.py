@@ -124,16 +124,26 @@ def keep_months_ahead(engine: Engine, stop: threading.Event) -> threading.Thread
 
 
 def _make_partition(conn: Connection, month: datetime) -> None:
-    name, after = partition_name(month), add_months(month, 1)
-    bounds = f"received_at >= '{month.isoformat()}' AND received_at < '{after.isoformat()}'"
+    name = partition_name(month)
     conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{BRIEF_LOCK_WAIT}'")
-    conn.exec_driver_sql(f"CREATE TABLE {name} (LIKE events INCLUDING ALL)")
+    bounds = month_table(conn, name, month)
     conn.exec_driver_sql(
-        f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE {bounds} RETURNING *) INSERT INTO {name} SELECT * FROM moved"
+        f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE {month_condition(month)} RETURNING *) "
+        f"INSERT INTO {name} SELECT * FROM moved"
     )
-    # the constraint spares ATTACH a scan of the new table; the default partition is still checked
-    conn.exec_driver_sql(f"ALTER TABLE {name} ADD CONSTRAINT {name}_months CHECK ({bounds})")
-    conn.exec_driver_sql(
-        f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ('{month.isoformat()}') TO ('{after.isoformat()}')"
-    )
+    conn.exec_driver_sql(f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES {bounds}")
     conn.exec_driver_sql(f"ALTER TABLE {name} DROP CONSTRAINT {name}_months")
+
+
+def month_condition(month: datetime) -> str:
+    return f"received_at >= '{month.isoformat()}' AND received_at < '{add_months(month, 1).isoformat()}'"
+
+
+def month_table(conn: Connection, table: str, month: datetime) -> str:
+    """A table like the journal, to become the partition of ``month``: its indexes made already, so
+    that ATTACH adopts them rather than building them under its lock, and a constraint
+    ``{table}_months`` on the month's range, which spares ATTACH a scan of the table (drop it once
+    attached). Returns the partition bound, for ``ATTACH PARTITION ... FOR VALUES``."""
+    conn.exec_driver_sql(f"CREATE TABLE {table} (LIKE events INCLUDING ALL)")
+    conn.exec_driver_sql(f"ALTER TABLE {table} ADD CONSTRAINT {table}_months CHECK ({month_condition(month)})")
+    return f"FROM ('{month.isoformat()}') TO ('{add_months(month, 1).isoformat()}')"

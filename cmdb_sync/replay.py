@@ -321,7 +321,7 @@ def _shadow_run(
     return retrying(begin)
 
 
-def _swap(shadow: Engine, since: datetime, run_id: int, caught: Container[str] = ()) -> None:
+def _swap(shadow: Engine, since: datetime, run_id: int, caught: Container[str]) -> None:
     """One transaction: the live tables locked (readers and the server's writers wait a moment),
     the journal locked against new deliveries, the last ones applied to the new tables, and the
     tables exchanged. A reader that waited then reads the new table (PostgreSQL looks the name up

@@ -35,6 +35,7 @@ Reveal = Annotated[bool, QueryParameter(description="serve variable values (admi
 
 
 READ_FROM_HEADER = "x-read-from"
+_QUERY_NAMES = "cmdb_sync_query_names"  # where a route's query parameter names are kept (its opt)
 
 
 def provide_db(request: Request) -> Iterator[Session]:  # type: ignore[type-arg]
@@ -49,9 +50,6 @@ def read_session(request: Request) -> Session:  # type: ignore[type-arg]
     """``provide_db``'s session, for a handler that only sometimes needs one (close it: ``with``)."""
     database = server_state(request).database
     return (database.primary_read_sessions if reads_primary(request) else database.read_sessions)()
-
-
-_QUERY_NAMES = "cmdb_sync_query_names"
 
 
 def reads_primary(request: Request) -> bool:  # type: ignore[type-arg]

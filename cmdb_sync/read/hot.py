@@ -20,9 +20,9 @@ from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.engine import make_url
 
 from cmdb_sync.db import describe_error
-from cmdb_sync.errors import DatabaseUnavailable, NotFound, the_one
+from cmdb_sync.errors import DatabaseUnavailable
 from cmdb_sync.read.documents import Serialized
-from cmdb_sync.read.inventory import AppOrg, env_document_statement
+from cmdb_sync.read.inventory import env_document_statement, the_env
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,7 @@ class AsyncReads:
         if pool is None:  # not started: the app's startup opens the pools
             raise DatabaseUnavailable(UNAVAILABLE)
         rows = await _fetch(pool, sql, params)
-        the_one([AppOrg(row[0]) for row in rows], f"app {app!r}", org_id)
-        app_org_id, env_id, doc = rows[0]
-        if env_id is None:
-            msg = f"env {env!r} of app {app!r} not found"
-            raise NotFound(msg)
+        _, _, doc = the_env(rows, app, env, org_id)
         return Serialized(doc.encode())
 
 

@@ -7,6 +7,7 @@ tombstone or their app's) unless ``include_deleted``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -184,11 +185,7 @@ def get_env(
     params = {"app": app_name, "env": env_name, "org": org_id}
     as_document = serialized and conn.dialect.name == "postgresql"
     rows = conn.execute(_env_statement(include_deleted, org_id is not None, as_document), params).all()
-    the_one([AppOrg(r.app_org_id) for r in rows], f"app {app_name!r}", org_id)
-    row = rows[0]
-    if row.id is None:
-        msg = f"env {env_name!r} of app {app_name!r} not found"
-        raise NotFound(msg)
+    row = the_env(rows, app_name, env_name, org_id)
     if as_document:
         return Serialized(row.doc.encode())
     labels = conn.execute(_children_statement(EnvLabel), {"env_id": row.id}).mappings().all()
@@ -204,10 +201,19 @@ def get_env(
 
 
 @dataclass(frozen=True)
-class AppOrg:
-    """An org holding the app asked for (``the_one`` picks the one or says which)."""
-
+class _AppOrg:
     org_id: str
+
+
+def the_env(rows: Sequence[Any], app_name: str, env_name: str, org_id: str | None) -> Any:
+    """The one row of an env lookup (``app_org_id`` then the env's ``id`` first in each, a row per
+    org holding the app): 404 for no app or no env, 409 for an app in several orgs."""
+    the_one([_AppOrg(row[0]) for row in rows], f"app {app_name!r}", org_id)
+    row = rows[0]
+    if row[1] is None:
+        msg = f"env {env_name!r} of app {app_name!r} not found"
+        raise NotFound(msg)
+    return row
 
 
 @cache
