@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from cmdb_sync.errors import CmdbSyncError, DatabaseUnavailable
-from cmdb_sync.ingest import Delivery, IngestResult, ingest_batch
+from cmdb_sync.ingest import Delivery, HeldConnection, IngestResult, ingest_batch
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class GroupCommitWriter:
     def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH) -> None:
         self.engine = engine
         self.max_batch = max_batch
+        self._connection = HeldConnection(engine)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -58,6 +59,7 @@ class GroupCommitWriter:
             self._queue.put(_STOP)
             self._thread.join()
             self._thread = None
+            self._connection.close()
 
     async def submit(self, delivery: Delivery) -> IngestResult:
         """Journal and project one delivery with whatever else is waiting; raises what ingest raises."""
@@ -94,7 +96,9 @@ class GroupCommitWriter:
 
     def _write(self, batch: list[_Waiting]) -> None:
         try:
-            outcomes: list[Any] = ingest_batch(self.engine, [waiting.delivery for waiting in batch])
+            outcomes: list[Any] = ingest_batch(
+                self.engine, [waiting.delivery for waiting in batch], connect=self._connection
+            )
         except Exception:  # a bug: say so (500), and never leave a request waiting forever
             log.exception("a batch of %d deliveries could not be written", len(batch))
             outcomes = [CmdbSyncError("unexpected error; it was logged")] * len(batch)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from time import perf_counter
 from typing import Literal
 
-import anyio
 from litestar import Request, Response, post
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.datastructures import ResponseSpec
@@ -45,9 +45,13 @@ def authenticate(state: ServerState, headers: dict[str, str]) -> None:
 
 
 def acknowledge(result: IngestResult) -> Response[WebhookAck]:
+    """The ``WebhookAck``, built as the dict it serialises to: the model documents it, and
+    validating what this process made itself would only cost time on the hottest route."""
     status_code = 202 if result.status.acknowledged_as_accepted else 200
-    ack = WebhookAck(event_id=result.event_id, status=result.status, error=result.error)  # type: ignore[arg-type]
-    return Response(ack.model_dump(exclude_none=True), status_code=status_code)  # type: ignore[arg-type]
+    ack = {"event_id": result.event_id, "status": result.status.value}
+    if result.error is not None:
+        ack["error"] = result.error
+    return Response(ack, status_code=status_code)  # type: ignore[arg-type]
 
 
 @post(
@@ -72,7 +76,7 @@ async def receive_webhook(request: Request) -> Response[WebhookAck]:
     headers = dict(request.headers)
     authenticate(state, headers)
     try:
-        with anyio.fail_after(state.settings.body_timeout_seconds):
+        async with asyncio.timeout(state.settings.body_timeout_seconds):
             raw = await request.body()
     except TimeoutError:
         state.metrics.reject("body_timeout")

@@ -7,6 +7,11 @@ statement for every batch (measured: a third of the batch projector's time went 
 parsing those). On SQLite, which has no arrays and no network, the same operations are plain
 SQLAlchemy statements, built once per table.
 
+On PostgreSQL the statements go straight to psycopg (``_pg``), not through SQLAlchemy's execute
+(measured: 45 us of Python a statement, ten statements a batch). Inside ``pipelined`` a statement
+whose rows nobody reads is only queued, and goes with the next one whose rows are read (or the
+commit): a batch of webhook deliveries waits for four round trips instead of eleven.
+
 Values arrive as the projections make them (aware UTC datetimes, JSON-able values); the one
 conversion done here is JSON, sent as text and cast by the statement.
 """
@@ -14,55 +19,95 @@ conversion done here is JSON, sent as text and cast by the statement.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Table, bindparam, insert, or_, select, tuple_, update
+import msgspec
+import psycopg
+from sqlalchemy import Connection, Table, bindparam, insert, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 Key = tuple[Any, ...]
 _PG = postgresql.dialect()
 
 
-def _is_json(table: Table, name: str) -> bool:
-    return isinstance(table.c[name].type, JSON)
-
-
 def _pg_type(table: Table, name: str) -> str:
-    """The column's PostgreSQL type as an array element (JSON travels as text)."""
-    if _is_json(table, name):
-        return "text"
+    """The column's PostgreSQL type."""
     return table.c[name].type.compile(dialect=_PG).lower()
 
 
-def _json_text(value: Any) -> Any:
-    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def _pg_select(table: Table, columns: Sequence[str]) -> str:
-    """``SELECT c0, c1::json, ... FROM unnest(%(c0)b::type[], ...) AS r(c0, ...)``."""
-    outputs = ", ".join(f"c{i}::json" if _is_json(table, name) else f"c{i}" for i, name in enumerate(columns))
-    arrays = ", ".join(f"%(c{i})b::{_pg_type(table, name)}[]" for i, name in enumerate(columns))
-    aliases = ", ".join(f"c{i}" for i in range(len(columns)))
-    return f"SELECT {outputs} FROM unnest({arrays}) AS r({aliases})"
+    """``SELECT "a", "b", ... FROM json_to_recordset(%(rows)s::json) AS r("a" type, ...)``: the rows
+    as one JSON document (see ``_pg_rows``)."""
+    definitions = ", ".join(f'"{name}" {_pg_type(table, name)}' for name in columns)
+    return f"SELECT {_quoted(columns)} FROM json_to_recordset(%(rows)s::json) AS r({definitions})"
 
 
-def _pg_arrays(table: Table, columns: tuple[str, ...], rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    arrays = {}
-    for i, (name, is_json) in enumerate(_json_flags(table, columns)):
-        column = [row[name] for row in rows]
-        arrays[f"c{i}"] = [_json_text(value) for value in column] if is_json else column
-    return arrays
+def _pg_rows(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """The rows as one JSON array of objects, the parameter of ``_pg_select``. Measured against one
+    binary array per column (psycopg builds those in Python, value by value): a third of a
+    webhook batch's time went to building the arrays; msgspec encodes the document in C, and
+    PostgreSQL's JSON parser is cheaper still."""
+    try:
+        return {"rows": _encode(rows).decode()}
+    except (TypeError, msgspec.EncodeError):  # what msgspec cannot encode, the standard library may
+        return {"rows": json.dumps(rows, ensure_ascii=False, separators=(",", ":"), default=_iso)}
 
 
-@cache
-def _json_flags(table: Table, columns: tuple[str, ...]) -> tuple[tuple[str, bool], ...]:
-    return tuple((name, _is_json(table, name)) for name in columns)
+_encode = msgspec.json.Encoder().encode
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    msg = f"not JSON: {type(value).__name__}"
+    raise TypeError(msg)
 
 
 def _quoted(names: Sequence[str]) -> str:
     return ", ".join(f'"{name}"' for name in names)
+
+
+# --- PostgreSQL: statements on the driver's connection ---------------------------------------------
+
+
+def _pg(conn: Connection, sql: str, params: dict[str, Any], *, rows: bool = True) -> list[tuple[Any, ...]]:
+    """Run one statement on the connection's psycopg connection, in its transaction; its rows, or
+    (``rows=False``) nothing, so that in a pipeline it is only queued. A driver error is raised as
+    SQLAlchemy would have raised it, which is what every caller knows how to judge."""
+    driver = conn.connection.driver_connection
+    cursor = driver.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if rows else []
+    except psycopg.Error as exc:
+        raise _as_sqlalchemy(exc, sql, driver) from exc
+
+
+def _as_sqlalchemy(exc: psycopg.Error, sql: str | None, driver: Any) -> DBAPIError:
+    return DBAPIError.instance(  # type: ignore[no-any-return]
+        sql, None, exc, psycopg.Error, hide_parameters=True, connection_invalidated=bool(driver.broken)
+    )
+
+
+@contextmanager
+def pipelined(conn: Connection, *, enabled: bool = True) -> Iterator[None]:
+    """On PostgreSQL, the block's statements in psycopg's pipeline mode: those whose rows are not
+    read are sent with the next round trip. An error surfaces at that round trip (or the commit),
+    so a pipelined transaction can only fail as a whole; elsewhere, or not ``enabled``, nothing."""
+    if not enabled or conn.dialect.name != "postgresql":
+        yield
+        return
+    driver = conn.connection.driver_connection
+    try:
+        with driver.pipeline():  # type: ignore[union-attr]
+            yield
+    except psycopg.Error as exc:
+        raise _as_sqlalchemy(exc, None, driver) from exc
 
 
 # --- the held versions of some objects -----------------------------------------------------------
@@ -77,8 +122,8 @@ def held_versions(
         return held
     if conn.dialect.name == "postgresql":
         params = {f"c{i}": [key[i] for key in keys] for i in range(len(identity))}
-        for row in conn.exec_driver_sql(_pg_held_sql(table, identity), params):
-            held[tuple(row[: len(identity)])] = (row[-2], row[-1])
+        for row in _pg(conn, _pg_held_sql(table, identity), params):
+            held[row[: len(identity)]] = (row[-2], row[-1])
         return held
     columns = [table.c[name] for name in identity]
     for start in range(0, len(keys), 500):
@@ -114,7 +159,7 @@ def journaled(
             "SELECT i.id, e.status, e.body, e.action, e.app FROM event_ids i LEFT JOIN events e "
             "ON e.id = i.id AND e.received_at = i.received_at WHERE i.id = ANY(%(v)b::varchar[])"
         )
-        rows = conn.exec_driver_sql(sql, {"v": list(ids)})
+        rows: Any = _pg(conn, sql, {"v": list(ids)})
     else:
         columns = (event_ids.c.id, events.c.status, events.c.body, events.c.action, events.c.app)
         joined = event_ids.outerjoin(events, events.c.id == event_ids.c.id)
@@ -131,7 +176,7 @@ def journal(conn: Connection, event_ids: Table, events: Table, rows: list[dict[s
     columns = tuple(rows[0])
     if conn.dialect.name == "postgresql":
         sql = _pg_journal_sql(events, columns)
-        return set(conn.exec_driver_sql(sql, _pg_arrays(events, columns, rows)).scalars())
+        return {row[0] for row in _pg(conn, sql, _pg_rows(rows))}
     claim = sqlite.insert(event_ids).on_conflict_do_nothing(index_elements=["id"]).returning(event_ids.c.id)
     claimed = set(conn.execute(claim, [{"id": row["id"], "received_at": row["received_at"]} for row in rows]).scalars())
     fresh = [row for row in rows if row["id"] in claimed]
@@ -142,13 +187,42 @@ def journal(conn: Connection, event_ids: Table, events: Table, rows: list[dict[s
 
 @cache
 def _pg_journal_sql(events: Table, columns: tuple[str, ...]) -> str:
-    index = {name: f"c{i}" for i, name in enumerate(columns)}
     return (
         f"WITH r AS MATERIALIZED ({_pg_select(events, columns)}), "
-        f"claimed AS (INSERT INTO event_ids (id, received_at) SELECT {index['id']}, {index['received_at']} FROM r "
+        "claimed AS (INSERT INTO event_ids (id, received_at) SELECT id, received_at FROM r "
         "ON CONFLICT (id) DO NOTHING RETURNING id) "
         f'INSERT INTO "{events.name}" ({_quoted(columns)}) SELECT r.* FROM r '
-        f"WHERE r.{index['id']} IN (SELECT id FROM claimed) RETURNING id"
+        "WHERE r.id IN (SELECT id FROM claimed) RETURNING id"
+    )
+
+
+def replace_journaled(conn: Connection, events: Table, rows: list[dict[str, Any]], statuses: Sequence[str]) -> set[str]:
+    """Rewrite the journal rows of ``rows`` (by id; the time each was first received stays) whose
+    status is still one of ``statuses``; the ids rewritten."""
+    if not rows:
+        return set()
+    columns = tuple(name for name in rows[0] if name != "received_at")
+    if conn.dialect.name == "postgresql":
+        params = {**_pg_rows(rows), "statuses": list(statuses)}
+        return {row[0] for row in _pg(conn, _pg_replace_sql(events, columns), params)}
+    replaced = set()
+    for row in rows:
+        stmt = (
+            update(events)
+            .where(events.c.id == row["id"], events.c.status.in_(statuses))
+            .values({name: row[name] for name in columns if name != "id"})
+        )
+        if conn.execute(stmt).rowcount:
+            replaced.add(row["id"])
+    return replaced
+
+
+@cache
+def _pg_replace_sql(events: Table, columns: tuple[str, ...]) -> str:
+    sets = ", ".join(f'"{name}" = r."{name}"' for name in columns if name != "id")
+    return (
+        f'UPDATE "{events.name}" AS t SET {sets} FROM ({_pg_select(events, columns)}) AS r '
+        "WHERE t.id = r.id AND t.status = ANY(%(statuses)s) RETURNING t.id"
     )
 
 
@@ -163,9 +237,7 @@ def upsert(
     columns = tuple(rows[0])
     width = len(identity)
     if conn.dialect.name == "postgresql":
-        result = conn.exec_driver_sql(
-            _pg_upsert_sql(table, identity, columns, insert_only), _pg_arrays(table, columns, rows)
-        )
+        result: Any = _pg(conn, _pg_upsert_sql(table, identity, columns, insert_only), _pg_rows(rows))
     else:
         result = conn.execute(_sqlite_upsert(table, identity, columns, insert_only), rows)
     return {tuple(row[1 : 1 + width]): row[0] for row in result}
@@ -217,7 +289,7 @@ def insert_rows(
         return {}
     columns = tuple(rows[0])
     if conn.dialect.name == "postgresql":
-        result = conn.exec_driver_sql(_pg_insert_sql(table, columns, key), _pg_arrays(table, columns, rows))
+        result: Any = _pg(conn, _pg_insert_sql(table, columns, key), _pg_rows(rows), rows=bool(key))
     else:
         stmt = insert(table)
         if not key:
@@ -235,23 +307,22 @@ def _pg_insert_sql(table: Table, columns: tuple[str, ...], key: tuple[str, ...])
 
 def insert_ignoring_conflicts(
     conn: Connection, table: Table, conflict: tuple[str, ...], rows: list[dict[str, Any]]
-) -> set[Any]:
-    """Insert the rows whose ``conflict`` key is not held yet; the first column of those inserted."""
+) -> None:
+    """Insert the rows whose ``conflict`` key is not held yet."""
     if not rows:
-        return set()
+        return
     columns = tuple(rows[0])
     if conn.dialect.name == "postgresql":
-        sql = _pg_insert_ignoring_sql(table, columns, conflict)
-        return set(conn.exec_driver_sql(sql, _pg_arrays(table, columns, rows)).scalars())
-    stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict)).returning(table.c[columns[0]])
-    return set(conn.execute(stmt, rows).scalars())
+        _pg(conn, _pg_insert_ignoring_sql(table, columns, conflict), _pg_rows(rows), rows=False)
+        return
+    conn.execute(sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict)), rows)
 
 
 @cache
 def _pg_insert_ignoring_sql(table: Table, columns: tuple[str, ...], conflict: tuple[str, ...]) -> str:
     return (
         f'INSERT INTO "{table.name}" ({_quoted(columns)}) {_pg_select(table, columns)} '
-        f'ON CONFLICT ({_quoted(conflict)}) DO NOTHING RETURNING "{columns[0]}"'
+        f"ON CONFLICT ({_quoted(conflict)}) DO NOTHING"
     )
 
 
@@ -260,12 +331,15 @@ def delete_children(conn: Connection, table: Table, column: str, parent_ids: lis
     if not parent_ids:
         return
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(
-            f'DELETE FROM "{table.name}" WHERE "{column}" = ANY(%(ids)b::integer[])', {"ids": parent_ids}
-        )
+        _pg(conn, _pg_delete_sql(table, column), {"ids": parent_ids}, rows=False)
         return
     for start in range(0, len(parent_ids), 500):
         conn.execute(table.delete().where(table.c[column].in_(parent_ids[start : start + 500])))
+
+
+@cache
+def _pg_delete_sql(table: Table, column: str) -> str:
+    return f'DELETE FROM "{table.name}" WHERE "{column}" = ANY(%(ids)b::integer[])'
 
 
 # --- the journal's statuses ----------------------------------------------------------------------
@@ -277,7 +351,7 @@ def record_statuses(conn: Connection, table: Table, rows: list[tuple[str, str, s
         return
     if conn.dialect.name == "postgresql":
         ids, statuses, errors = (list(column) for column in zip(*rows, strict=True))
-        conn.exec_driver_sql(_pg_status_sql(table), {"i": ids, "s": statuses, "e": errors})
+        _pg(conn, _pg_status_sql(table), {"i": ids, "s": statuses, "e": errors}, rows=False)
         return
     stmt = update(table).where(table.c.id == bindparam("i")).values(status=bindparam("s"), error=bindparam("e"))
     conn.execute(stmt, [{"i": i, "s": s, "e": e} for i, s, e in rows])
