@@ -11,18 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from cmdb_sync.models import ARTIFACT_SEARCH_INDEX
-from cmdb_sync.partitions import not_a_partition
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def made_by_the_models(name: str | None, type_: str, parent_names: object) -> bool:
-    """Alembic's ``include_name``: what the models describe. Not the journal's monthly partitions
-    (made at run time), nor the artifact filter's trigram index (PostgreSQL with pg_trgm only)."""
-    if type_ == "index" and name == ARTIFACT_SEARCH_INDEX:
-        return False
-    return not_a_partition(name, type_, parent_names)
 
 
 def script_location() -> str:

@@ -358,25 +358,6 @@ class ChangeOrder(Versioned, Base):
     __table_args__ = (UniqueConstraint("org_id", "sn"), Index(None, "org_id", "app_name", "started_at", "id"))
 
 
-# The artifact filter (``artifact=``) searches ``artifacts_text`` with ILIKE '%...%', which no btree
-# can serve: on PostgreSQL a trigram index does (pg_trgm; measured on 10,000 jobs: a 5 ms scan of
-# every job became an index lookup). Not a model index: SQLite has no use for it, and it needs an
-# extension that may be missing; migration 0009 and a rebuild's new tables make it.
-ARTIFACT_SEARCH_INDEX = "ix_change_order_jobs_artifacts_text_trgm"
-
-
-def create_artifact_search_index(conn: Any, schema: str = "public") -> bool:
-    """Make the artifact filter's trigram index on ``schema.change_order_jobs`` (PostgreSQL, with
-    pg_trgm installed); False when the extension is not there (the filter then scans)."""
-    if conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'").first() is None:
-        return False
-    conn.exec_driver_sql(
-        f"CREATE INDEX IF NOT EXISTS {ARTIFACT_SEARCH_INDEX} ON {schema}.change_order_jobs "
-        "USING gin (artifacts_text public.gin_trgm_ops)"
-    )
-    return True
-
-
 class ChangeOrderJob(Base):
     """One target env of a change order; org and app are copied here so the current deployment is one index away."""
 

@@ -28,7 +28,7 @@ from cmdb_sync.db import (
 from cmdb_sync.errors import BadDelivery
 from cmdb_sync.events import parse_envelope
 from cmdb_sync.ingest import engine_of, record_statuses
-from cmdb_sync.models import Base, Event, RebuildRun, Version, create_artifact_search_index
+from cmdb_sync.models import Base, Event, RebuildRun, Version
 from cmdb_sync.progress import Reporter
 from cmdb_sync.projections import projection_tables
 from cmdb_sync.projections.batch import Outcome, project_isolated
@@ -316,7 +316,6 @@ def _shadow_run(
                 f"CREATE STATISTICS {SHADOW_SCHEMA}.{LABEL_STATISTICS} (mcv, dependencies) "
                 f"ON name, value FROM {SHADOW_SCHEMA}.env_labels"
             )
-            create_artifact_search_index(conn, SHADOW_SCHEMA)
             return _begin_run(conn)
 
     return retrying(begin)

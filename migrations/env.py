@@ -7,8 +7,8 @@ from logging.config import fileConfig
 from alembic import context
 
 from cmdb_sync.db import make_engine
-from cmdb_sync.migrate import made_by_the_models
 from cmdb_sync.models import Base
+from cmdb_sync.partitions import not_a_partition
 from cmdb_sync.settings import load_settings
 
 config = context.config
@@ -53,7 +53,7 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
-        include_name=made_by_the_models,
+        include_name=not_a_partition,
     )
     with context.begin_transaction():
         context.run_migrations()
