@@ -126,10 +126,10 @@ class InventoryController(Controller):
 
         return await sync_to_thread(read)
 
-    @get("/envs", responses=AS_OF_LIST_PROBLEMS, sync_to_thread=True, summary="Environments across apps")
-    def list_envs(
+    @get("/envs", responses=AS_OF_LIST_PROBLEMS, summary="Environments across apps")
+    async def list_envs(
         self,
-        db: NamedDependency[Session],
+        request: Request,  # type: ignore[type-arg]
         app: Annotated[str | None, QueryParameter(description="only this app's envs")] = None,
         label: Annotated[
             list[str] | None, QueryParameter(description="name=value; repeat it: every label must match")
@@ -143,13 +143,25 @@ class InventoryController(Controller):
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> Page[EnvOut]:
+        """On PostgreSQL, now, on the event loop (``read.hot``), as ``get_env``."""
         labels = inventory.parse_label_filters(label)
         window = Window(limit, cursor, include_deleted)
-        if (at := parse_as_of(as_of)) is not None:
-            return AsOf(db, at).list_envs(window, app_name=app, org_id=org_id, labels=labels, artifact=artifact)
-        return answered(
-            inventory.list_envs(db, window, app=app, org_id=org_id, labels=labels, artifact=artifact, serialized=True)
-        )
+        hot = server_state(request).async_reads
+        if hot is not None and as_of is None:
+            stmt = inventory.envs_statement(include_deleted, app=app, org_id=org_id, labels=labels, artifact=artifact)
+            return answered(await hot.envs_page(stmt, window, primary=reads_primary(request)))
+
+        def read() -> Page[EnvOut]:
+            with read_session(request) as db:
+                if (at := parse_as_of(as_of)) is not None:
+                    return AsOf(db, at).list_envs(window, app_name=app, org_id=org_id, labels=labels, artifact=artifact)
+                return answered(
+                    inventory.list_envs(
+                        db, window, app=app, org_id=org_id, labels=labels, artifact=artifact, serialized=True
+                    )
+                )
+
+        return await sync_to_thread(read)
 
     @get(
         "/apps/{app:str}/variable-groups",

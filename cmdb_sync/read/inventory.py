@@ -21,7 +21,7 @@ from cmdb_sync.models import App, Env, EnvLabel, EnvProfile, Orchestration, Vari
 from cmdb_sync.read.common import MAX_ORGS_LISTED, Window, like, resolve_app
 from cmdb_sync.read.deployments import current_deployment, current_deployments, envs_running_artifact
 from cmdb_sync.read.documents import Serialized, env_document
-from cmdb_sync.read.pagination import paginate
+from cmdb_sync.read.pagination import page_statement, paginate
 from cmdb_sync.read.views import (
     AppOut,
     EnvOut,
@@ -156,7 +156,18 @@ def list_envs(
     artifact: str | None = None,
     serialized: bool = False,
 ) -> Page[EnvOut] | Serialized:
-    stmt = _env_select(window.include_deleted)
+    stmt = envs_statement(window.include_deleted, app=app, org_id=org_id, labels=labels, artifact=artifact)
+    return _envs_page(session, stmt, ENVS_ORDER, window, serialized=serialized)
+
+
+ENVS_ORDER = [Env.app_name, Env.name, Env.org_id]  # the order of ``GET /api/v1/envs``, its cursor's key
+
+
+def envs_statement(
+    include_deleted: bool, *, app: str | None, org_id: str | None, labels: list[tuple[str, str]], artifact: str | None
+) -> Select[Any]:
+    """The envs ``GET /api/v1/envs`` lists, with their effective deletion time, unordered."""
+    stmt = _env_select(include_deleted)
     if app is not None:
         stmt = stmt.where(Env.app_name == app)
     if org_id is not None:
@@ -165,7 +176,14 @@ def list_envs(
         stmt = stmt.where(exists().where(EnvLabel.env_id == Env.id, EnvLabel.name == name, EnvLabel.value == value))
     if artifact:
         stmt = stmt.where(envs_running_artifact(like(artifact)))
-    return _envs_page(session, stmt, [Env.app_name, Env.name, Env.org_id], window, serialized=serialized)
+    return stmt
+
+
+def envs_page_statement(stmt: Select[Any], window: Window) -> Select[Any]:
+    """A page of ``envs_statement`` as PostgreSQL's JSON (a ``doc`` column), for ``Serialized.page``."""
+    return page_statement(
+        stmt.add_columns(env_document().label("doc")), ENVS_ORDER, limit=window.limit, cursor=window.cursor
+    )
 
 
 def get_env(

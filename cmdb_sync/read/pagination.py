@@ -79,14 +79,27 @@ def paginate(
     descending: bool = False,
 ) -> tuple[list[Any], str | None]:
     """One page of ``stmt`` ordered by ``keys`` (all ascending, or all descending)."""
-    labels = [f"_page_key_{i}" for i in range(len(keys))]
+    paged = page_statement(stmt, keys, limit=limit, cursor=cursor, descending=descending)
+    rows = session.execute(paged).all()
+    return page_of(rows, len(keys), limit)
+
+
+def page_statement(
+    stmt: Select[Any], keys: Sequence[ColumnElement[Any]], *, limit: int, cursor: str | None, descending: bool = False
+) -> Select[Any]:
+    """``stmt`` past the cursor, in key order, one row more than the page (to know whether another
+    follows), with the keys as its last columns."""
     if cursor is not None:
         stmt = stmt.where(past(keys, decode_cursor(cursor, keys), descending=descending))
     order = [key.desc() if descending else key.asc() for key in keys]
-    stmt = stmt.add_columns(*(key.label(label) for key, label in zip(keys, labels, strict=True)))
-    rows = session.execute(stmt.order_by(*order).limit(limit + 1)).all()
+    stmt = stmt.add_columns(*(key.label(f"_page_key_{i}") for i, key in enumerate(keys)))
+    return stmt.order_by(*order).limit(limit + 1)
+
+
+def page_of(rows: Sequence[Any], key_count: int, limit: int) -> tuple[list[Any], str | None]:
+    """The page of ``page_statement``'s rows, and the cursor to the next one (None at the end)."""
     if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    last = rows[-1]._mapping
-    return rows, encode_cursor([last[label] for label in labels])
+        return list(rows), None
+    page = list(rows[:limit])
+    last = page[-1]
+    return page, encode_cursor([last[i] for i in range(len(last) - key_count, len(last))])
