@@ -14,6 +14,14 @@ from cmdb_sync.models import ChangeOrder, ChangeOrderJob, ChangeOrderStage, Chan
 from cmdb_sync.projections.common import CHILDREN, Children, Projection, Snapshot, owning_app
 
 
+def searchable_artifacts(artifacts: dict[str, Any]) -> str:
+    """What the artifact filter searches: the values, one a line, lower-cased here (Python's
+    ``str.lower``, as the as-of filter compares), so that the database matches them with a plain
+    LIKE. ILIKE lower-cased every job's text at every search: 5.7 ms against 1.2 ms for LIKE on
+    10,000 jobs, a scan the planner chooses at that size whatever the indexes."""
+    return "\n".join(str(value) for value in artifacts.values()).lower()
+
+
 def parse_json_object(text: str | None) -> dict[str, Any] | None:
     """A JSON object from one of the task's embedded strings, or None when it is not one."""
     if not text:
@@ -88,7 +96,7 @@ def snapshot(envelope: Envelope) -> Snapshot:
                 "started_at": job.started_at,
                 "ended_at": job.ended_at,
                 "artifacts": artifacts,
-                "artifacts_text": "\n".join(str(v) for v in artifacts.values()),
+                "artifacts_text": searchable_artifacts(artifacts),
                 CHILDREN: (Children(ChangeOrderStage.__table__, stage_rows),),
             }
         )

@@ -147,7 +147,9 @@ def envs_running_artifact(pattern: str) -> ColumnElement[bool]:
 
     Only an env with some successful job matching the pattern can match, so that is asked first
     (driven from the jobs, which the pattern narrows to a few); the current deployment is then
-    looked up for those candidates alone, not for every env in the inventory."""
+    looked up for those candidates alone, not for every env in the inventory. The jobs' text is
+    stored lower-cased (``searchable_artifacts``), so the pattern is too, and LIKE suffices."""
+    pattern = pattern.lower()
     job = aliased(ChangeOrderJob)
     current_artifacts = (
         select(job.artifacts_text)
@@ -158,11 +160,11 @@ def envs_running_artifact(pattern: str) -> ColumnElement[bool]:
         .scalar_subquery()
     )
     candidates = select(ChangeOrderJob.org_id, ChangeOrderJob.app_name, ChangeOrderJob.env_name).where(
-        ChangeOrderJob.state == SUCCESS, ChangeOrderJob.artifacts_text.ilike(pattern, escape="\\")
+        ChangeOrderJob.state == SUCCESS, ChangeOrderJob.artifacts_text.like(pattern, escape="\\")
     )
     return and_(
         tuple_(Env.org_id, Env.app_name, Env.name).in_(candidates),
-        current_artifacts.ilike(pattern, escape="\\"),
+        current_artifacts.like(pattern, escape="\\"),
     )
 
 

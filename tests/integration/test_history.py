@@ -250,6 +250,23 @@ def test_artifact_filter_finds_where_an_image_runs(api) -> None:
     assert envs("artifact=100%25") == []  # LIKE wildcards are taken literally
 
 
+def test_artifact_filter_matches_any_case_and_the_artifacts_keep_theirs(api) -> None:
+    """The searched text is stored lower-cased; what the API shows is the artifacts as sent."""
+    post_delivery(api, env_event("Create", 100, name="prod"))
+    post_delivery(api, change_order("p1", 10_000, env="prod", image="Registry/Shop:1.0-RC", ended=9_000))
+
+    def envs(query: str) -> list[str]:
+        response = api.get(f"/api/v1/envs?{query}")
+        assert response.status_code == 200, response.text
+        return [e["name"] for e in response.json()["items"]]
+
+    assert envs("artifact=shop:1.0-rc") == ["prod"]
+    assert envs("artifact=SHOP:1.0-RC") == ["prod"]
+    assert envs("artifact=registry/shop:1.0-rc&as_of=2000-01-01T00:00:00Z") == ["prod"]  # as-of agrees
+    shown = api.get("/api/v1/apps/shop/envs/prod").json()["current_deployment"]["artifacts"]
+    assert "Registry/Shop:1.0-RC" in shown.values()
+
+
 def test_history_is_not_hidden_by_an_app_delete(api) -> None:
     post_delivery(api, app_event("Create", 100))
     post_delivery(api, change_order("co", 10_000, ended=9_000))

@@ -84,3 +84,36 @@ def test_the_journal_by_month_migration_keeps_every_delivery(databases, backend:
                 assert not conn.execute(text("SELECT count(*) FROM pg_partitioned_table")).scalar()
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_0009_lower_cases_the_artifact_filters_text(databases, backend: str) -> None:
+    """Jobs projected before 0009 kept their text's case; 0009 rewrites it from the artifacts."""
+    from sqlalchemy import text
+
+    url = databases.fresh(backend)
+    migrate.upgrade(url, "0008")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO change_orders (org_id, sn, app_name) VALUES ('o', 'co', 'shop')"))
+            order = conn.execute(text("SELECT id FROM change_orders")).scalar_one()
+            conn.execute(
+                text(
+                    "INSERT INTO change_order_jobs (change_order_id, position, org_id, app_name, artifacts, artifacts_text) "
+                    "VALUES (:order, 0, 'o', 'shop', :artifacts, :text)"
+                ),
+                {
+                    "order": order,
+                    "artifacts": '{"image": "Registry/Shop:1.0", "chart": "Chart-2"}',
+                    "text": "Registry/Shop:1.0\nChart-2",
+                },
+            )
+        migrate.upgrade(url)
+        with engine.connect() as conn:
+            assert (
+                conn.execute(text("SELECT artifacts_text FROM change_order_jobs")).scalar_one()
+                == "registry/shop:1.0\nchart-2"
+            )
+    finally:
+        engine.dispose()
