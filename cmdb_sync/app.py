@@ -18,7 +18,7 @@ from cmdb_sync.api.journal import JournalController
 from cmdb_sync.api.openapi import docs_assets, openapi_config
 from cmdb_sync.api.params import provide_db
 from cmdb_sync.api.problems import problem_details_plugin
-from cmdb_sync.api.state import ServerState
+from cmdb_sync.api.state import ServerState, set_aside_what_lives_forever
 from cmdb_sync.api.webhooks import receive_webhook
 from cmdb_sync.settings import Settings, get_settings
 from cmdb_sync.ui.pages import root, template_config, ui_router
@@ -73,4 +73,6 @@ def app_factory() -> Litestar:
     while the event loop runs; at Python's default 5 ms switch interval that wait, a dozen times
     per batch, was most of a delivery's latency (measured: p50 18 ms under 16 senders)."""
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-    return create_app(get_settings())
+    app = create_app(get_settings())
+    app.on_startup.append(set_aside_what_lives_forever)  # after the state's own start
+    return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -54,6 +55,18 @@ class ServerState:
         if self.async_reads is not None:
             await self.async_reads.close()
         self.database.dispose()
+
+
+def set_aside_what_lives_forever() -> None:
+    """Move every object alive once the app has started (modules, the app, its routes, the
+    engines...) out of the collector's sight: they live as long as the process. Requests make
+    reference cycles (SQLAlchemy's statements, Litestar's scopes), so the oldest generation is
+    collected every second or so under load, and each time it walked all of these: 100 to 120 ms
+    pauses, the p99 of the list routes (measured: the artifact filter's p99 117 -> 39 ms at 4
+    connections, the full collections 14 ms at most). Only in the server's workers (``app_factory``):
+    a process that starts many apps (the tests) would keep each one's cycles for good."""
+    gc.collect()
+    gc.freeze()
 
 
 def server_state(connection: ASGIConnection) -> ServerState:  # type: ignore[type-arg]
