@@ -18,7 +18,8 @@ from sqlalchemy.engine import make_url
 from cmdb_sync.models import App, ChangeOrder, Env, EnvLabel, Event
 from cmdb_sync.read.common import like
 from cmdb_sync.read.deployments import envs_running_artifact
-from cmdb_sync.read.inventory import _env_select
+from cmdb_sync.read.inventory import _env_select, envs_statement
+from cmdb_sync.read.pagination import encode_cursor
 
 ENV_ORDER = (Env.app_name, Env.name, Env.org_id)
 
@@ -31,7 +32,9 @@ def queries() -> dict[str, object]:
         )
     return {
         "GET /api/v1/envs?limit=100 (first page)": _env_select(False).order_by(*ENV_ORDER).limit(101),
-        "GET /api/v1/envs?limit=100&cursor=... (a page deep in the list)": _env_select(False)
+        "GET /api/v1/envs?limit=100&cursor=... (a page deep in the list)": envs_statement(
+            False, app=None, org_id=None, labels=[], artifact=None, cursor=encode_cursor(["app-09990", "env-0", "org"])
+        )
         .where(Env.app_name > "app-09990")
         .order_by(*ENV_ORDER)
         .limit(101),

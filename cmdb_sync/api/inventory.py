@@ -148,7 +148,9 @@ class InventoryController(Controller):
         window = Window(limit, cursor, include_deleted)
         hot = server_state(request).async_reads
         if hot is not None and as_of is None:
-            stmt = inventory.envs_statement(include_deleted, app=app, org_id=org_id, labels=labels, artifact=artifact)
+            stmt = inventory.envs_statement(
+                include_deleted, app=app, org_id=org_id, labels=labels, artifact=artifact, cursor=cursor
+            )
             return answered(await hot.envs_page(stmt, window, primary=reads_primary(request)))
 
         def read() -> Page[EnvOut]:
