@@ -70,7 +70,7 @@ def _batches(
     """The selected events in ``(time, id)`` order, one batch at a time, past where ``run`` stands.
     Events whose time could not be read (journaled as failed) come first, by id: they have no
     place in time."""
-    columns = select(Event.id, Event.time, Event.headers, Event.body)
+    columns = select(Event.id, Event.time, Event.headers, Event.body, Event.received_at)
     resumed_in_time = run is not None and run.timed_after_id is not None
     if not resumed_in_time:
         untimed = selection.where(columns.where(Event.time.is_(None)))
@@ -255,10 +255,13 @@ def _rebuild_beside(
         reporter.set_total(count(session_factory, Selection(received_before=run.started_at)) - run.done)
         # what the journal held when the rebuild began; what comes later is caught up by arrival,
         # so a busy server cannot keep the walk chasing the end of the journal
+        overlap = run.started_at - CATCH_UP_OVERLAP
+        replayed: dict[str, datetime] = {}  # those the catch-up will read again: it skips them
         for batch in _batches(shadow_sessions, Selection(received_before=run.started_at), batch_size, run):
             for status in _replay_batch(shadow_sessions, batch, run_id=run.id):
                 reporter.advance(status)
-        since, caught = _catch_up(shadow_sessions, run.started_at - CATCH_UP_OVERLAP, batch_size)
+            replayed.update((event.id, event.received_at) for event in batch if event.received_at >= overlap)
+        since, caught = _catch_up(shadow_sessions, overlap, batch_size, replayed)
         giving_way(lambda: _swap(shadow, since, run.id, caught))
         with shadow.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {REPLACED_SCHEMA} CASCADE")
@@ -268,15 +271,17 @@ def _rebuild_beside(
 
 
 def _catch_up(
-    shadow_sessions: sessionmaker[Session], since: datetime, batch_size: int
+    shadow_sessions: sessionmaker[Session], since: datetime, batch_size: int, replayed: dict[str, datetime]
 ) -> tuple[datetime, dict[str, datetime]]:
     """Replay what the server received since ``since``, pass after pass, until a pass finds few
     new deliveries (``CATCH_UP_ENOUGH``) or no fewer than the pass before (the server receives as
     fast as this replays: the swap takes the rest under its lock). Each pass reads again the last
     ``CATCH_UP_OVERLAP`` before where the previous one began (a delivery is stamped when it arrives
     and committed a moment later), skipping what it already replayed. Returns where the last pass
-    began and the ids replayed since then, which the swap skips too."""
-    caught: dict[str, datetime] = {}
+    began and the ids replayed since then, which the swap skips too. ``replayed``: those of the
+    first pass's span that the walk replayed (a rebuild right after an import would otherwise
+    replay the import's last seconds twice)."""
+    caught = dict(replayed)
     previous = None
     while True:
         mark = now_utc() - CATCH_UP_OVERLAP

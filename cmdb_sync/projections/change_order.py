@@ -6,10 +6,9 @@ artifacts and the event still applies: a deployment record is worth more than on
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from cmdb_sync.events import ChangeOrderAttrs, Envelope, TaskAttrs, parse_attributes
+from cmdb_sync.events import ChangeOrderAttrs, Envelope, TaskAttrs, json_loads, parse_attributes
 from cmdb_sync.models import ChangeOrder, ChangeOrderJob, ChangeOrderStage, ChangeOrderTask
 from cmdb_sync.projections.common import CHILDREN, Children, Projection, Snapshot, owning_app
 
@@ -27,7 +26,7 @@ def parse_json_object(text: str | None) -> dict[str, Any] | None:
     if not text:
         return None
     try:
-        value = json.loads(text)
+        value = json_loads(text)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
