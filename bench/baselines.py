@@ -50,11 +50,12 @@ def receiver() -> Litestar:
 
     async def startup() -> None:
         await pool.open()
-        async with pool.connection() as conn:
-            # the workers start together: one creates the table, the others wait for it
-            await conn.execute("SELECT pg_advisory_lock(4242)")
+        async with pool.connection() as conn, conn.transaction():
+            # the workers start together: one creates the table, the others wait for it (the lock
+            # is held to the commit: released before it, the next worker's CREATE ... IF NOT EXISTS
+            # did not see the table yet and failed, and with it the baseline's start)
+            await conn.execute("SELECT pg_advisory_xact_lock(4242)")
             await conn.execute(CREATE)
-            await conn.execute("SELECT pg_advisory_unlock(4242)")
 
     async def shutdown() -> None:
         await pool.close()

@@ -122,9 +122,8 @@ def granian(factory: str, workers: int, env: dict[str, str]) -> Iterator[str]:
         "warning",
         factory,
     ]
-    process = subprocess.Popen(
-        cmd, cwd=BENCH, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(cmd, cwd=BENCH, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -135,7 +134,8 @@ def granian(factory: str, workers: int, env: dict[str, str]) -> Iterator[str]:
             except httpx.TransportError:
                 time.sleep(0.2)
         else:
-            raise SystemExit(f"{factory} did not start")
+            log.seek(0)
+            raise SystemExit(f"{factory} did not start:\n{log.read().decode(errors='replace')[-3000:]}")
         yield base
     finally:
         process.terminate()
