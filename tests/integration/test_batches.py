@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cmdb_sync.ingest import Delivery, ingest, ingest_batch
+from cmdb_sync.ingest import Delivery, HeldConnection, ingest, ingest_batch
 from tests.conftest import _empty_all_tables
 from tests.helpers import dump_state, env_event, raw
 from tests.integration.test_convergence import event_sets
@@ -75,4 +75,33 @@ def test_a_delivery_the_database_refuses_does_not_fail_its_batch_mates(engine, s
     results = ingest_batch(session_factory, [Delivery(e["headers"], raw(e)) for e in (first, refused, last)])
     assert [results[0].status, results[2].status] == ["applied", "applied"]
     assert not (hasattr(results[1], "status") and results[1].status == "applied")
+    assert sorted(dict(row)["name"] for row in dump_state(engine)["envs"]) == ["'prod'", "'staging'"]
+
+
+def test_the_writers_held_connection_is_never_one_the_database_dropped(engine, session_factory) -> None:
+    """The server's writer keeps its connection between batches, and gives it back to the pool
+    (which pings what it hands out) after a pause: a connection the database dropped meanwhile is
+    never the one a delivery is written on. Without the pause rule, the second delivery below would
+    be written on the terminated connection and refused (503)."""
+    if engine.dialect.name != "postgresql":
+        return  # SQLite has no server to drop a connection
+    held = HeldConnection(engine)
+    try:
+        first = env_event("Create", 1000, name="prod")
+        (result,) = ingest_batch(session_factory, [Delivery(first["headers"], raw(first))], connect=held)
+        assert result.status == "applied"
+        with held() as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            conn.rollback()
+        with engine.connect() as other:
+            assert other.exec_driver_sql("SELECT pg_terminate_backend(%(p)s)", {"p": pid}).scalar_one()
+        held.IDLE_SECONDS = 0.0  # the pause has passed
+        second = env_event("Create", 2000, name="staging")
+        (result,) = ingest_batch(session_factory, [Delivery(second["headers"], raw(second))], connect=held)
+        assert result.status == "applied"
+        with held() as conn:
+            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
+            conn.rollback()
+    finally:
+        held.close()
     assert sorted(dict(row)["name"] for row in dump_state(engine)["envs"]) == ["'prod'", "'staging'"]
