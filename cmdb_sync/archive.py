@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cmdb_sync.db import keyset_batches
 from cmdb_sync.errors import BadDelivery, DatabaseUnavailable
+from cmdb_sync.events import json_loads
 from cmdb_sync.ingest import Delivery, ingest_batch
 from cmdb_sync.models import Event, stored_json
 from cmdb_sync.progress import Reporter
@@ -62,7 +63,7 @@ class ArchivedDelivery:
 def parse_line(line: str) -> ArchivedDelivery:
     """One archive line, or BadDelivery saying what is wrong with it."""
     try:
-        document = json.loads(line)
+        document = json_loads(line)
     except ValueError as exc:
         msg = f"not valid JSON ({exc})"
         raise BadDelivery(msg) from None

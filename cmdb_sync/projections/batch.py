@@ -250,10 +250,11 @@ def _insert_children(conn: Connection, parents: list[tuple[int, Sequence[Childre
                 by_table[group.table].append((parent_id, position, row))
     for table, entries in by_table.items():
         column = _parent_column(table, parent_table)
-        rows = [
-            {column: parent_id, "position": position, **{k: v for k, v in row.items() if k != CHILDREN}}
-            for parent_id, position, row in entries
-        ]
+        rows = []
+        for parent_id, position, row in entries:  # a copy, then the nested rows out: cheaper than filtering
+            out = {column: parent_id, "position": position, **row}
+            out.pop(CHILDREN, None)
+            rows.append(out)
         nested = [(parent_id, position, row[CHILDREN]) for parent_id, position, row in entries if row.get(CHILDREN)]
         ids = bulk.insert_rows(conn, table, rows, key=(column, "position") if nested else ())
         if nested:
