@@ -28,8 +28,7 @@ from cmdb_sync.db import describe_error
 from cmdb_sync.errors import DatabaseUnavailable
 from cmdb_sync.read.common import Window
 from cmdb_sync.read.documents import Serialized
-from cmdb_sync.read.inventory import ENVS_ORDER, env_document_statement, envs_page_statement, the_env
-from cmdb_sync.read.pagination import page_of
+from cmdb_sync.read.inventory import env_document_statement, envs_document_page, envs_page_statement, the_env
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +88,7 @@ class AsyncReads:
     async def envs_page(self, stmt: Select[Any], window: Window, *, primary: bool) -> Serialized:
         """A page of ``GET /api/v1/envs`` (``inventory.envs_statement``), as the sync path answers it."""
         sql, params = _compiled(envs_page_statement(stmt, window))
-        rows = await _fetch(self._reading(primary), sql, params)
-        page, next_cursor = page_of(rows, len(ENVS_ORDER), window.limit)
-        return Serialized.page([row[_DOC] for row in page], next_cursor)
+        return envs_document_page(await _fetch(self._reading(primary), sql, params), window)
 
     def _reading(self, primary: bool) -> AsyncConnectionPool:
         pool = self.primary if primary or self.replica is None else self.replica
@@ -100,7 +97,6 @@ class AsyncReads:
         return pool
 
 
-_DOC = -1 - len(ENVS_ORDER)  # a page row: the env's columns, its document, then the page keys
 _DIALECT = psycopg_dialect.dialect()
 _SHAPES: dict[Any, Compiled] = {}
 MAX_SHAPES = 256  # shapes differ by the filters given (how many labels...): a bound, not a cache policy

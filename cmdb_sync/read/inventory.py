@@ -21,7 +21,7 @@ from cmdb_sync.models import App, Env, EnvLabel, EnvProfile, Orchestration, Vari
 from cmdb_sync.read.common import MAX_ORGS_LISTED, Window, like, resolve_app
 from cmdb_sync.read.deployments import current_deployment, current_deployments, envs_running_artifact
 from cmdb_sync.read.documents import Serialized, env_document
-from cmdb_sync.read.pagination import decode_cursor, page_statement, paginate
+from cmdb_sync.read.pagination import decode_cursor, page_of, page_statement, paginate
 from cmdb_sync.read.views import (
     AppOut,
     EnvOut,
@@ -97,10 +97,7 @@ def _envs_page(
     profiles, their current deployments. Asked for ``serialized`` on PostgreSQL: one query, each
     env's JSON built by the database (``env_documents``), the page's JSON joined from them."""
     if serialized and session.bind is not None and session.bind.dialect.name == "postgresql":
-        rows, next_cursor = paginate(
-            session, stmt.add_columns(env_document().label("doc")), keys, limit=window.limit, cursor=window.cursor
-        )
-        return Serialized.page([row.doc for row in rows], next_cursor)
+        return envs_document_page(session.execute(envs_page_statement(stmt, window, keys)).all(), window, keys)
     rows, next_cursor = paginate(session, stmt, keys, limit=window.limit, cursor=window.cursor)
     conn = session.connection()
     ids = [row.id for row in rows]
@@ -192,11 +189,16 @@ def envs_statement(
     return stmt
 
 
-def envs_page_statement(stmt: Select[Any], window: Window) -> Select[Any]:
-    """A page of ``envs_statement`` as PostgreSQL's JSON (a ``doc`` column), for ``Serialized.page``."""
-    return page_statement(
-        stmt.add_columns(env_document().label("doc")), ENVS_ORDER, limit=window.limit, cursor=window.cursor
-    )
+def envs_page_statement(stmt: Select[Any], window: Window, keys: Sequence[Any] = ENVS_ORDER) -> Select[Any]:
+    """A page of envs in ``keys`` order as PostgreSQL's JSON (a ``doc`` column before the page keys),
+    for ``envs_document_page``; the sync path and the event loop's (``read.hot``) both run it."""
+    return page_statement(stmt.add_columns(env_document().label("doc")), keys, limit=window.limit, cursor=window.cursor)
+
+
+def envs_document_page(rows: Sequence[Any], window: Window, keys: Sequence[Any] = ENVS_ORDER) -> Serialized:
+    """The page ``envs_page_statement``'s rows make, as JSON, with its next cursor."""
+    page, next_cursor = page_of(rows, len(keys), window.limit)
+    return Serialized.page([row[-1 - len(keys)] for row in page], next_cursor)
 
 
 def get_env(
