@@ -248,7 +248,7 @@ def keyset_batches(
         page = stmt if after is None else stmt.where(past(keys, after))
         with session_factory() as session:  # Core rows: the ORM's loading cost a tenth of a replay
             connection = session.connection(execution_options={READ_ONLY: True})
-            batch = list(connection.execute(page.order_by(*keys).limit(batch_size)).all())
+            batch = connection.execute(page.order_by(*keys).limit(batch_size)).all()
         if not batch:
             return
         yield batch

@@ -109,10 +109,15 @@ _NOT_STRICT = (msgspec.DecodeError, msgspec.ValidationError, UnicodeError, Recur
 def json_loads(text: str | bytes) -> Any:
     """``json.loads``, faster: msgspec first, the standard library for what msgspec refuses (NaN,
     a lone surrogate...), which then decodes it or raises as it always did."""
+    return _decoded(text)[0]
+
+
+def _decoded(text: str | bytes) -> tuple[Any, bool]:
+    """``json_loads``'s value, and whether msgspec decoded it (strict JSON: no lone surrogate)."""
     try:
-        return _strict_json(text)
+        return _strict_json(text), True
     except _NOT_STRICT:
-        return json.loads(text)
+        return json.loads(text), False
 
 
 def _not_unicode(raw: bytes | str, body: Any) -> bool:
@@ -161,13 +166,7 @@ def parse_envelope(headers: dict[str, str], raw: bytes | str) -> tuple[Envelope,
     so a body it decoded needs no looking for one.
     """
     try:
-        body = _strict_json(raw)
-    except _NOT_STRICT:
-        body = None  # not strict JSON: the standard library decides, as it always has
-    strict = body is not None
-    try:
-        if not strict:
-            body = json.loads(raw)
+        body, strict = _decoded(raw)
     except RecursionError:
         msg = f"body: nested deeper than {MAX_DEPTH} levels"
         raise BadDelivery(msg, field="body") from None
