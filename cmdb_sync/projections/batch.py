@@ -88,6 +88,7 @@ def _check_names(projection: Projection, snapshot: Snapshot) -> None:
 
 def project(conn: Connection, envelopes: Sequence[Envelope]) -> list[Outcome]:
     """Project the events, in their order, on ``conn`` (inside the caller's transaction)."""
+    bulk.plan_by_key(conn)
     outcomes: list[Outcome | None] = [None] * len(envelopes)
     by_kind: dict[str, list[_Item]] = defaultdict(list)
     for index, envelope in enumerate(envelopes):
