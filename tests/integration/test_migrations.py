@@ -31,6 +31,28 @@ def test_upgrade_downgrade_upgrade(databases, backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_schema_check_reads_what_alembic_reads(databases, backend: str) -> None:
+    """``behind_head`` reads the revision without Alembic (the server's processes never import it):
+    it must say what Alembic says, before the first migration, halfway and at the head."""
+    from alembic.script import ScriptDirectory
+
+    assert migrate.head_revision() == ScriptDirectory(migrate.script_location()).get_current_head()
+    url = databases.fresh(backend)
+    engine = make_engine(url)
+    try:
+        for revision in (None, "0004", "head"):
+            if revision is not None:
+                migrate.upgrade(url, revision)
+            with engine.connect() as connection:
+                alembic_says = MigrationContext.configure(connection).get_current_revision()
+            assert migrate.current_revision(engine) == alembic_says
+            assert (migrate.behind_head(engine) is None) == (alembic_says == migrate.head_revision())
+        assert alembic_says == migrate.head_revision()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_models_and_migrations_agree(databases, backend: str) -> None:
     url = databases.fresh(backend)
     migrate.upgrade(url)
