@@ -7,7 +7,9 @@ server, the HTTP client) when it runs, so ``cmdb-sync --help`` answers at once.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -106,7 +108,6 @@ def serve(
     from granian.server import Server
 
     from cmdb_sync import logs
-    from cmdb_sync.db import Database
     from cmdb_sync.settings import ConfigError
 
     settings = _settings()
@@ -118,8 +119,7 @@ def serve(
         settings.check_webhook_auth()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    with _database_errors(), Database.open(settings.database_url, pool_size=1) as database:
-        _ensure_schema(settings, database, migrate_postgresql=run_migrations, hint=", or start with --migrate")
+    _schema_for_serve(settings, migrate_postgresql=run_migrations)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # before prometheus_client is first imported: it picks its value store at import
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cmdb-sync-metrics-")
@@ -127,20 +127,75 @@ def serve(
     # the workers exit if this process dies (app.watch_parent), instead of serving on unsupervised
     os.environ[SUPERVISOR_ENV] = str(os.getpid())
     logging.getLogger("cmdb_sync").info("listening on http://%s:%d (%d worker(s))", host, port, workers)
-    Server(
-        "cmdb_sync.app:app_factory",
-        factory=True,
-        interface=Interfaces.ASGI,
-        address=host,
-        port=port,
-        workers=workers,
-        log_level=LogLevels(settings.log_level.lower()),
-        log_dictconfig=logs.dict_config(settings.log_level, log_format),
-        log_access=access_log,
-        respawn_failed_workers=True,  # a worker that dies is replaced; the others go on answering
-        workers_max_rss=settings.worker_max_rss_mib,
-        http1_settings=HTTP1Settings(header_read_timeout=settings.header_timeout_seconds * 1000),
-    ).serve()
+    with _writer_for_the_workers(settings):
+        Server(
+            "cmdb_sync.app:app_factory",
+            factory=True,
+            interface=Interfaces.ASGI,
+            address=host,
+            port=port,
+            workers=workers,
+            log_level=LogLevels(settings.log_level.lower()),
+            log_dictconfig=logs.dict_config(settings.log_level, log_format),
+            log_access=access_log,
+            respawn_failed_workers=True,  # a worker that dies is replaced; the others go on answering
+            workers_max_rss=settings.worker_max_rss_mib,
+            http1_settings=HTTP1Settings(header_read_timeout=settings.header_timeout_seconds * 1000),
+        ).serve()
+
+
+def _schema_for_serve(settings: Settings, *, migrate_postgresql: bool) -> None:
+    """``_ensure_schema`` for the serve process, which lives as long as the server: a schema that
+    is behind is migrated in a child process forked for it (before any thread starts), so that
+    Alembic (8 MB with what it imports) never stays in this one (issue 9's memory target)."""
+    from cmdb_sync import migrate
+    from cmdb_sync.db import Database
+
+    with _database_errors(), Database.open(settings.database_url, pool_size=1) as database:
+        behind = migrate.behind_head(database.engine)
+    if behind is None:
+        return
+    if not (settings.is_sqlite or migrate_postgresql):
+        raise click.ClickException(f"{behind} first, or start with --migrate")
+    child = multiprocessing.get_context("fork").Process(target=_upgrade_or_say_why, args=(settings.database_url,))
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        msg = "the database schema could not be migrated (the line above says why)"
+        raise click.ClickException(msg)
+
+
+def _upgrade_or_say_why(database_url: str) -> None:
+    from cmdb_sync import migrate
+
+    try:
+        with _database_errors():
+            migrate.upgrade(database_url)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(1)
+
+
+@contextmanager
+def _writer_for_the_workers(settings: Settings) -> Iterator[None]:
+    """The group-commit writer of every worker, in this process (``handoff``): the workers hand it
+    their deliveries over a Unix socket in a directory of its own. They are spawned, not forked,
+    so that none inherits this process's writer thread or its database connection."""
+    from cmdb_sync.db import Database
+    from cmdb_sync.handoff import WRITER_SOCKET_ENV, WriterService
+
+    multiprocessing.set_start_method("spawn", force=True)  # granian reads it when it starts workers
+    directory = tempfile.mkdtemp(prefix="cmdb-sync-writer-")
+    database = Database.open(settings.database_url, pool_size=settings.db_pool_size)
+    service = WriterService(database.engine, os.path.join(directory, "writer.sock"))
+    service.start()
+    os.environ[WRITER_SOCKET_ENV] = service.path
+    try:
+        yield
+    finally:
+        service.stop()  # after the workers: what they handed over is written before this returns
+        database.dispose()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _refuse_a_taken_port(host: str, port: int) -> None:

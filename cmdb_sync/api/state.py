@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -11,6 +12,7 @@ from litestar.connection import ASGIConnection
 
 from cmdb_sync.db import Database
 from cmdb_sync.group_commit import GroupCommitWriter
+from cmdb_sync.handoff import WRITER_SOCKET_ENV, RemoteWriter, Writer
 from cmdb_sync.metrics import Metrics
 from cmdb_sync.partitions import keep_months_ahead
 from cmdb_sync.settings import Settings
@@ -25,7 +27,7 @@ class ServerState:
     settings: Settings
     database: Database
     metrics: Metrics
-    writer: GroupCommitWriter
+    writer: Writer
     async_reads: AsyncReads | None = None  # PostgreSQL: the hot read path's pools (read.hot)
     stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -39,7 +41,11 @@ class ServerState:
             from cmdb_sync.read.hot import AsyncReads
 
             async_reads = AsyncReads(settings.database_url, settings.read_database_url, settings.db_pool_size)
-        return cls(settings, database, Metrics(), GroupCommitWriter(database.engine), async_reads)
+        # under `cmdb-sync serve`, the serve process writes for every worker (handoff); elsewhere
+        # (the tests, another ASGI server) this process keeps a writer of its own
+        socket_path = os.environ.get(WRITER_SOCKET_ENV)
+        writer = RemoteWriter(socket_path) if socket_path else GroupCommitWriter(database.engine)
+        return cls(settings, database, Metrics(), writer, async_reads)
 
     async def start(self) -> None:
         watch_parent()

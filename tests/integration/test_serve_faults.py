@@ -81,10 +81,12 @@ def serving(tmp_path: Path, *, workers: int = 2, **env: str) -> Iterator[tuple[s
 
 
 def workers_of(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """The serve process's workers: its children but multiprocessing's resource tracker (workers
+    are spawned, and spawning starts one)."""
     return [
         child
         for child in psutil.Process(process.pid).children(recursive=True)
-        if "python" in child.name() or child.cmdline()
+        if ("python" in child.name() or child.cmdline()) and "resource_tracker" not in " ".join(child.cmdline())
     ]
 
 
