@@ -200,6 +200,8 @@ class WriterService:
                     return
         finally:
             server.close()
+            for peer in list(self.peers):  # unanswered, they answer 503: nothing is acknowledged unwritten
+                peer.close()
 
     def _patience(self) -> float | None:
         """How long to wait for the next delivery: for ever, until stopping; then a worker still
@@ -258,6 +260,10 @@ class _WorkerPeer(asyncio.Protocol):
     def send(self, answer: list[Any]) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(_frame(answer))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 # --- a worker's side ----------------------------------------------------------------------------

@@ -126,13 +126,14 @@ def test_a_stopping_writer_answers_what_workers_sent_before_they_close(engine) -
 
     async def deliver_while_stopping(service: WriterService) -> list:
         worker = RemoteWriter(service.path)
-        pending = [asyncio.ensure_future(worker.submit(Delivery(e["headers"], raw(e)))) for e in events]
+        first = await worker.submit(Delivery(events[0]["headers"], raw(events[0])))  # connected
+        pending = [asyncio.ensure_future(worker.submit(Delivery(e["headers"], raw(e)))) for e in events[1:]]
         await asyncio.sleep(0)  # every one sent
         stopping = asyncio.get_running_loop().run_in_executor(None, service.stop)
         results = await asyncio.gather(*pending)
         worker.stop()
         await stopping
-        return results
+        return [first, *results]
 
     with socket_path() as path:
         service = WriterService(engine, path)
