@@ -229,35 +229,54 @@ def _upsert(conn: Connection, projection: Projection, winners: list[_Item]) -> d
 def _replace_children(conn: Connection, projection: Projection, replaced: list[tuple[int, Snapshot]]) -> None:
     """Children follow the snapshot: what the rewritten rows had goes (their own children by
     cascade), what the snapshots hold comes in, in order. Every rewritten row's children are
-    deleted, even one that was not there when the batch read the held versions: another process
+    replaced, even one that was not there when the batch read the held versions: another process
     may have created it since, children included, and this write has just overwritten it."""
     if not projection.children:
         return
     table = projection.table
     row_ids = [row_id for row_id, _ in replaced]
+    by_table = _children_by_table([(row_id, snapshot.children) for row_id, snapshot in replaced])
     for child in projection.children:
         column = _parent_column(child, table)
-        if column is not None:  # a grandchild goes by cascade
-            bulk.delete_children(conn, child, column, row_ids)
-    _insert_children(conn, [(row_id, snapshot.children) for row_id, snapshot in replaced], table)
+        if column is None:  # a grandchild goes by cascade, and comes in with its parent
+            continue
+        rows, nested = _child_rows(by_table.get(child, []), column)
+        ids = bulk.replace_children(conn, child, column, row_ids, rows, key=(column, "position") if nested else ())
+        if nested:
+            _insert_children(
+                conn, [(ids[(parent_id, position)], children) for parent_id, position, children in nested], child
+            )
 
 
-def _insert_children(conn: Connection, parents: list[tuple[int, Sequence[Children]]], parent_table: Table) -> None:
-    """Insert the children of every parent, one multi-row INSERT per table, then theirs."""
-    by_table: dict[Table, list[tuple[int, int, dict[str, Any]]]] = defaultdict(list)
+Entry = tuple[int, int, dict[str, Any]]  # parent id, position, row
+
+
+def _children_by_table(parents: list[tuple[int, Sequence[Children]]]) -> dict[Table, list[Entry]]:
+    by_table: dict[Table, list[Entry]] = defaultdict(list)
     for parent_id, children in parents:
         for group in children:
             for position, row in enumerate(group.rows):
                 by_table[group.table].append((parent_id, position, row))
-    for table, entries in by_table.items():
+    return by_table
+
+
+def _child_rows(entries: list[Entry], column: str) -> tuple[list[dict[str, Any]], list[tuple[int, int, Any]]]:
+    """The rows to insert (each with its parent's id and position), and the children nested in them."""
+    rows = []
+    for parent_id, position, row in entries:  # a copy, then the nested rows out: cheaper than filtering
+        out = {column: parent_id, "position": position, **row}
+        out.pop(CHILDREN, None)
+        rows.append(out)
+    nested = [(parent_id, position, row[CHILDREN]) for parent_id, position, row in entries if row.get(CHILDREN)]
+    return rows, nested
+
+
+def _insert_children(conn: Connection, parents: list[tuple[int, Sequence[Children]]], parent_table: Table) -> None:
+    """Insert the children of new rows, one multi-row INSERT per table, then theirs."""
+    for table, entries in _children_by_table(parents).items():
         column = _parent_column(table, parent_table)
-        rows = []
-        for parent_id, position, row in entries:  # a copy, then the nested rows out: cheaper than filtering
-            out = {column: parent_id, "position": position, **row}
-            out.pop(CHILDREN, None)
-            rows.append(out)
-        nested = [(parent_id, position, row[CHILDREN]) for parent_id, position, row in entries if row.get(CHILDREN)]
-        ids = bulk.insert_rows(conn, table, rows, key=(column, "position") if nested else ())
+        rows, nested = _child_rows(entries, column)  # type: ignore[arg-type]
+        ids = bulk.insert_rows(conn, table, rows, key=(column, "position") if nested else ())  # type: ignore[operator]
         if nested:
             _insert_children(
                 conn, [(ids[(parent_id, position)], children) for parent_id, position, children in nested], table

@@ -343,6 +343,36 @@ def _pg_delete_sql(table: Table, column: str) -> str:
     return f'DELETE FROM "{table.name}" WHERE "{column}" = ANY(%(ids)b::integer[])'
 
 
+def replace_children(
+    conn: Connection,
+    table: Table,
+    column: str,
+    parent_ids: list[int],
+    rows: list[dict[str, Any]],
+    *,
+    key: tuple[str, ...] = (),
+) -> dict[Key, int]:
+    """The rows of ``table`` under ``parent_ids`` become ``rows`` (the old ones' own children go by
+    cascade); with ``key``, the new ids by that key. On PostgreSQL one statement, the delete in a
+    ``WITH``: the two touch different rows, and a child table has no unique key but its id
+    (measured: two statements fewer in a batch of Env deliveries, each ~0.3 ms of a batch's fixed cost)."""
+    if not rows:
+        delete_children(conn, table, column, parent_ids)
+        return {}
+    if not parent_ids or conn.dialect.name != "postgresql":
+        delete_children(conn, table, column, parent_ids)
+        return insert_rows(conn, table, rows, key=key)
+    columns = tuple(rows[0])
+    params = {**_pg_rows(rows), "ids": parent_ids}
+    result: Any = _pg(conn, _pg_replace_children_sql(table, column, columns, key), params, rows=bool(key))
+    return {tuple(row[1:]): row[0] for row in result} if key else {}
+
+
+@cache
+def _pg_replace_children_sql(table: Table, column: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
+    return f"WITH gone AS ({_pg_delete_sql(table, column)}) {_pg_insert_sql(table, columns, key)}"
+
+
 # --- the journal's statuses ----------------------------------------------------------------------
 
 
