@@ -61,6 +61,11 @@ class GroupCommitWriter:
             self._thread = None
             self._connection.close()
 
+    async def check(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            msg = "the writer is not running"
+            raise DatabaseUnavailable(msg)
+
     async def submit(self, delivery: Delivery) -> IngestResult:
         """Journal and project one delivery with whatever else is waiting; raises what ingest raises."""
         if self._thread is None:

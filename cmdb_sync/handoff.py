@@ -63,6 +63,9 @@ class Writer(Protocol):
 
     async def submit(self, delivery: Delivery) -> IngestResult: ...
 
+    async def check(self) -> None:
+        """Raise DatabaseUnavailable when deliveries handed over now could not be written."""
+
 
 class _Frames:
     """Splits a byte stream into decoded frames."""
@@ -287,6 +290,10 @@ class RemoteWriter:
         if self._peer is not None and self._peer.transport is not None:
             self._peer.transport.close()
         self._peer = None
+
+    async def check(self) -> None:
+        """The writer accepts a connection (its loop closes its socket when it stops)."""
+        await self._connected()
 
     async def submit(self, delivery: Delivery) -> IngestResult:
         peer = await self._connected()

@@ -61,13 +61,16 @@ def _replica_health(state: ServerState) -> ReplicaHealth:
 
 @get(
     "/readyz",
-    summary="Readiness: the database answers and its schema is at the newest migration",
+    summary="Readiness: the database answers, its schema is at the newest migration, and the writer answers",
     tags=["operations"],
     responses=problem_responses(503),
     opt={ACCESS: PUBLIC},
 )
 async def readyz(request: Request) -> Health:
-    return await anyio.to_thread.run_sync(_readiness, server_state(request))
+    state = server_state(request)
+    health = await anyio.to_thread.run_sync(_readiness, state)
+    await state.writer.check()  # deliveries need it as much as the database
+    return health
 
 
 @get(

@@ -171,13 +171,17 @@ def test_a_writer_that_goes_away_before_answering_is_a_503(engine) -> None:
     assert lost.value.detail == LOST
 
 
-def test_the_webhook_answers_503_when_the_writer_cannot_be_reached(engine, migrated_url, seed, monkeypatch) -> None:
+def test_the_webhook_and_readyz_answer_503_when_the_writer_cannot_be_reached(
+    engine, migrated_url, seed, monkeypatch
+) -> None:
     delivery = seed["04_Env_Update"]
     with socket_path() as path:
         monkeypatch.setenv(WRITER_SOCKET_ENV, path)
         with TestClient(app=create_app(make_settings(migrated_url))) as client:
             headers = {**delivery["headers"], "X-AppStack-Token": WEBHOOK_TOKEN}
             response = client.post("/webhooks/appstack", headers=headers, content=raw(delivery))
+            ready = client.get("/readyz")
+    assert (ready.status_code, ready.json()["detail"]) == (503, UNREACHABLE)
     assert response.status_code == 503
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["detail"] == UNREACHABLE
