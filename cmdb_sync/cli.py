@@ -187,13 +187,15 @@ def _writer_for_the_workers(settings: Settings) -> Iterator[None]:
     multiprocessing.set_start_method("spawn", force=True)  # granian reads it when it starts workers
     directory = tempfile.mkdtemp(prefix="cmdb-sync-writer-")
     database = Database.open(settings.database_url, pool_size=1)  # the writer holds one connection
-    service = WriterService(database.engine, os.path.join(directory, "writer.sock"))
-    service.start()
-    os.environ[WRITER_SOCKET_ENV] = service.path
     try:
-        yield
+        service = WriterService(database.engine, os.path.join(directory, "writer.sock"))
+        service.start()
+        os.environ[WRITER_SOCKET_ENV] = service.path
+        try:
+            yield
+        finally:
+            service.stop()  # after the workers: what they handed over is written before this returns
     finally:
-        service.stop()  # after the workers: what they handed over is written before this returns
         database.dispose()
         shutil.rmtree(directory, ignore_errors=True)
 
