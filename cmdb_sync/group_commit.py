@@ -100,18 +100,22 @@ class GroupCommitWriter:
                 return
 
     def _write(self, batch: list[_Waiting]) -> None:
-        try:
-            outcomes: list[Any] = ingest_batch(
-                self.engine, [waiting.delivery for waiting in batch], connect=self._connection
-            )
-        except Exception:  # a bug: say so (500), and never leave a request waiting forever
-            log.exception("a batch of %d deliveries could not be written", len(batch))
-            outcomes = [CmdbSyncError("unexpected error; it was logged")] * len(batch)
+        outcomes = write_batch(self.engine, [waiting.delivery for waiting in batch], self._connection)
         for waiting, outcome in zip(batch, outcomes, strict=True):
             try:
                 waiting.loop.call_soon_threadsafe(_settle, waiting.future, outcome)
             except RuntimeError:  # the request's event loop is closed: nobody waits for this answer
                 log.info("an answer had no one left to wait for it")
+
+
+def write_batch(engine: Engine, deliveries: list[Delivery], connection: HeldConnection) -> list[Any]:
+    """A writer's batch (this process's, or serve's for its workers: ``handoff``): each delivery's
+    result or error, never an exception, so that no sender is left waiting for ever."""
+    try:
+        return ingest_batch(engine, deliveries, connect=connection)
+    except Exception:  # a bug: say so (500)
+        log.exception("a batch of %d deliveries could not be written", len(deliveries))
+        return [CmdbSyncError("unexpected error; it was logged")] * len(deliveries)
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:

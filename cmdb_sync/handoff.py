@@ -36,7 +36,8 @@ import msgspec
 from sqlalchemy import Engine
 
 from cmdb_sync.errors import BadDelivery, CmdbSyncError, DatabaseUnavailable
-from cmdb_sync.ingest import Delivery, HeldConnection, IngestResult, ingest_batch
+from cmdb_sync.group_commit import write_batch
+from cmdb_sync.ingest import Delivery, HeldConnection, IngestResult
 from cmdb_sync.status import Status
 
 log = logging.getLogger(__name__)
@@ -218,13 +219,7 @@ class WriterService:
         self._wake.set()
 
     def _write(self, batch: list[tuple[_WorkerPeer, int, Delivery]]) -> None:
-        try:
-            outcomes: list[Any] = ingest_batch(
-                self.engine, [delivery for _, _, delivery in batch], connect=self._connection
-            )
-        except Exception:  # a bug: say so (500), and never leave a worker waiting forever
-            log.exception("a batch of %d deliveries could not be written", len(batch))
-            outcomes = [CmdbSyncError("unexpected error; it was logged")] * len(batch)
+        outcomes = write_batch(self.engine, [delivery for _, _, delivery in batch], self._connection)
         for (peer, request_id, _), outcome in zip(batch, outcomes, strict=True):
             peer.send(_answer(request_id, outcome))
 
