@@ -53,17 +53,24 @@ def _database_errors() -> Iterator[None]:
         raise click.ClickException(f"database: {describe_error(exc)}") from None
 
 
-def _ensure_schema(settings: Settings, database: Database, *, migrate_postgresql: bool = False, hint: str = "") -> None:
+def _ensure_schema(
+    settings: Settings,
+    database: Database,
+    *,
+    migrate_postgresql: bool = False,
+    hint: str = "",
+    upgrade: Callable[[str], None] | None = None,
+) -> None:
     """The embedded SQLite default is migrated on the spot; a PostgreSQL schema that is behind
-    stops the command, unless migrating it was asked for."""
+    stops the command, unless migrating it was asked for. ``upgrade`` migrates (by default here)."""
     from cmdb_sync import migrate
 
-    if settings.is_sqlite or migrate_postgresql:
-        migrate.upgrade(settings.database_url)
-        return
     behind = migrate.behind_head(database.engine)
-    if behind:
+    if behind is None:
+        return
+    if not (settings.is_sqlite or migrate_postgresql):
         raise click.ClickException(f"{behind} first{hint}")
+    (upgrade or migrate.upgrade)(settings.database_url)
 
 
 @contextmanager
@@ -108,6 +115,7 @@ def serve(
     from granian.server import Server
 
     from cmdb_sync import logs
+    from cmdb_sync.db import Database
     from cmdb_sync.settings import ConfigError
 
     settings = _settings()
@@ -119,7 +127,14 @@ def serve(
         settings.check_webhook_auth()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    _schema_for_serve(settings, migrate_postgresql=run_migrations)
+    with _database_errors(), Database.open(settings.database_url, pool_size=1) as database:
+        _ensure_schema(
+            settings,
+            database,
+            migrate_postgresql=run_migrations,
+            hint=", or start with --migrate",
+            upgrade=_upgrade_in_a_child,
+        )
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # before prometheus_client is first imported: it picks its value store at import
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cmdb-sync-metrics-")
@@ -144,20 +159,11 @@ def serve(
         ).serve()
 
 
-def _schema_for_serve(settings: Settings, *, migrate_postgresql: bool) -> None:
-    """``_ensure_schema`` for the serve process, which lives as long as the server: a schema that
-    is behind is migrated in a child process forked for it (before any thread starts), so that
-    Alembic (8 MB with what it imports) never stays in this one (issue 9's memory target)."""
-    from cmdb_sync import migrate
-    from cmdb_sync.db import Database
-
-    with _database_errors(), Database.open(settings.database_url, pool_size=1) as database:
-        behind = migrate.behind_head(database.engine)
-    if behind is None:
-        return
-    if not (settings.is_sqlite or migrate_postgresql):
-        raise click.ClickException(f"{behind} first, or start with --migrate")
-    child = multiprocessing.get_context("fork").Process(target=_upgrade_or_say_why, args=(settings.database_url,))
+def _upgrade_in_a_child(database_url: str) -> None:
+    """The serve process lives as long as the server: it migrates in a child process forked for it
+    (before any thread starts), so that Alembic (8 MB with what it imports) never stays in it
+    (issue 9's memory target)."""
+    child = multiprocessing.get_context("fork").Process(target=_upgrade_or_say_why, args=(database_url,))
     child.start()
     child.join()
     if child.exitcode != 0:
