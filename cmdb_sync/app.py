@@ -69,9 +69,11 @@ def create_app(settings: Settings) -> Litestar:
 def app_factory() -> Litestar:
     """Entry point for the ASGI server's workers: settings from the environment.
 
-    The writer thread gives up the GIL at every database round trip and waits to get it back
+    A process's own writer thread (outside ``serve``, whose workers hand deliveries to the serve
+    process: ``handoff``) gives up the GIL at every database round trip and waits to get it back
     while the event loop runs; at Python's default 5 ms switch interval that wait, a dozen times
-    per batch, was most of a delivery's latency (measured: p50 18 ms under 16 senders)."""
+    per batch, was most of a delivery's latency (measured: p50 18 ms under 16 senders). Under
+    serve the workers' threads are those of the synchronous routes."""
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     app = create_app(get_settings())
     app.on_startup.append(set_aside_what_lives_forever)  # after the state's own start
