@@ -374,14 +374,19 @@ def _pg_replace_children_sql(table: Table, column: str, columns: tuple[str, ...]
 
 
 def record_statuses(conn: Connection, table: Table, rows: list[tuple[str, str, str | None]]) -> None:
-    """Set ``status`` and ``error`` of each ``(id, status, error)``, in one statement."""
+    """Set ``status`` and ``error`` of each ``(id, status, error)``, in one statement. A row that
+    already says so is left alone: a replay mostly finds what the journal holds, and rewriting a
+    journal row (its body and six indexes) was a fifth of a rebuild's time in PostgreSQL."""
     if not rows:
         return
     if conn.dialect.name == "postgresql":
         ids, statuses, errors = (list(column) for column in zip(*rows, strict=True))
         _pg(conn, _pg_status_sql(table), {"i": ids, "s": statuses, "e": errors}, rows=False)
         return
-    stmt = update(table).where(table.c.id == bindparam("i")).values(status=bindparam("s"), error=bindparam("e"))
+    changed = or_(table.c.status != bindparam("s"), table.c.error.is_distinct_from(bindparam("e")))
+    stmt = (
+        update(table).where(table.c.id == bindparam("i"), changed).values(status=bindparam("s"), error=bindparam("e"))
+    )
     conn.execute(stmt, [{"i": i, "s": s, "e": e} for i, s, e in rows])
 
 
@@ -389,5 +394,6 @@ def record_statuses(conn: Connection, table: Table, rows: list[tuple[str, str, s
 def _pg_status_sql(table: Table) -> str:
     return (
         f'UPDATE "{table.name}" AS t SET status = r.s, error = r.e '
-        "FROM unnest(%(i)b::varchar[], %(s)b::varchar[], %(e)b::text[]) AS r(i, s, e) WHERE t.id = r.i"
+        "FROM unnest(%(i)b::varchar[], %(s)b::varchar[], %(e)b::text[]) AS r(i, s, e) WHERE t.id = r.i "
+        "AND (t.status <> r.s OR t.error IS DISTINCT FROM r.e)"
     )

@@ -198,6 +198,35 @@ def test_replay_walks_untimed_and_timed_events_in_batches_once_each(engine, sess
         assert sorted(session.scalars(select(Env.name))) == [f"e{i}" for i in range(5)]
 
 
+def test_replay_rewrites_only_the_journal_rows_whose_status_changes(engine, session_factory) -> None:
+    from cmdb_sync.ingest import record_statuses
+    from cmdb_sync.status import Status
+
+    events = [app_event("Create", 500), env_event("Create", 1000), env_event("Update", 2000, event_id="u")]
+    for event in events:
+        ingest(session_factory, event["headers"], raw(event))
+    ids = [event["body"]["id"] for event in events]
+    outcomes = [(ids[0], (Status.APPLIED, None)), (ids[1], (Status.STALE, None)), ("u", (Status.FAILED, "why"))]
+
+    def writes(conn) -> int:  # rows written by the statement: PostgreSQL gives a rewritten row a new xmin
+        if engine.dialect.name == "postgresql":
+            versions = conn.exec_driver_sql("SELECT id, xmin::text FROM events").all()
+            record_statuses(conn, outcomes)
+            return len(set(versions) - set(conn.exec_driver_sql("SELECT id, xmin::text FROM events").all()))
+        raw_sqlite = conn.connection.dbapi_connection
+        before = raw_sqlite.total_changes
+        record_statuses(conn, outcomes)
+        return raw_sqlite.total_changes - before
+
+    with engine.begin() as conn:
+        assert writes(conn) == 2  # the app's row already says applied
+    with engine.begin() as conn:
+        assert writes(conn) == 0  # all three say so now
+    with session_factory() as session:
+        stored = {event.id: (event.status, event.error) for event in session.scalars(select(Event))}
+    assert stored == {ids[0]: ("applied", None), ids[1]: ("stale", None), "u": ("failed", "why")}
+
+
 def test_replay_narrowed_by_kind_and_since(engine, session_factory, migrated_url) -> None:
     for event in (app_event("Create", 1000), env_event("Create", 2000), env_event("Update", 3000, name="b")):
         ingest(session_factory, event["headers"], raw(event))
