@@ -352,11 +352,20 @@ def _finish(reporter: ProgressReporter, what: str) -> None:
     "--since", type=IsoTime(), help="Only events at or after this event time (ISO-8601; UTC unless an offset)."
 )
 @click.option("--kind", help="Only events of this objectKind.")
-def replay(failed_only: bool, rebuild: bool, restart: bool, since: datetime | None, kind: str | None) -> None:
+@click.option(
+    "--batch-size",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Events a transaction replays (memory grows with it).",
+)
+def replay(
+    failed_only: bool, rebuild: bool, restart: bool, since: datetime | None, kind: str | None, batch_size: int
+) -> None:
     """Re-apply the journal to the projections, in (time, id) order. Safe while the server runs."""
     from cmdb_sync.progress import reporting
     from cmdb_sync.projections import REGISTRY
-    from cmdb_sync.replay import Selection
+    from cmdb_sync.replay import RebuildStopped, Selection
     from cmdb_sync.replay import replay as run_replay
 
     if rebuild and (failed_only or since or kind):
@@ -373,7 +382,10 @@ def replay(failed_only: bool, rebuild: bool, restart: bool, since: datetime | No
         )
     selection = Selection(failed_only=failed_only, since=since, kind=kind)
     with _database(settings) as database, reporting("rebuild" if rebuild else "replay") as reporter:
-        run_replay(database.sessions, selection, reporter, rebuild=rebuild, restart=restart)
+        try:
+            run_replay(database.sessions, selection, reporter, rebuild=rebuild, restart=restart, batch_size=batch_size)
+        except RebuildStopped as exc:
+            raise click.ClickException(str(exc)) from None
         database.analyze()
     _finish(reporter, "replayed")
 

@@ -19,8 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
 
-def make_engine(url: str, *, pool_size: int = 10, search_path: str | None = None) -> Engine:
-    """An engine configured for concurrent writers on either database.
+def make_engine(
+    url: str, *, pool_size: int = 10, search_path: str | None = None, settings: dict[str, str] | None = None
+) -> Engine:
+    """An engine configured for concurrent writers on either database (``settings``: PostgreSQL
+    settings of its sessions).
 
     SQLite gets WAL (readers never wait for the writer), a busy timeout (writers queue instead of
     failing), and ``BEGIN IMMEDIATE`` so a transaction takes the write lock up front rather than
@@ -46,7 +49,8 @@ def make_engine(url: str, *, pool_size: int = 10, search_path: str | None = None
             conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
-    connect_args = {"options": f"-c search_path={search_path}"} if search_path else {}
+    options = {**({"search_path": search_path} if search_path else {}), **(settings or {})}
+    connect_args = {"options": " ".join(f"-c {name}={value}" for name, value in options.items())} if options else {}
     return create_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
     )

@@ -118,15 +118,15 @@ def test_a_stopped_rebuild_continues_where_it_stopped(api, engine, migrated_url,
             raise KeyboardInterrupt
         return real_batch(*args, **kwargs)
 
-    monkeypatch.setattr(replay_module, "BATCH_SIZE", 2)
+    monkeypatch.setattr(replay_module, "REBUILD_LANES", 1)  # the walk in this process, where the stop is
     monkeypatch.setattr(replay_module, "_replay_batch", stopped_after_two)
-    stopped = cli(migrated_url, "replay", "--rebuild")
+    stopped = cli(migrated_url, "replay", "--rebuild", "--batch-size", "2")
     assert stopped.exit_code != 0
     with engine.connect() as conn:
         (run,) = conn.execute(select(RebuildRun.done, RebuildRun.finished_at)).all()
     assert run == (4, None)  # two batches of two, committed with their position
     monkeypatch.setattr(replay_module, "_replay_batch", real_batch)
-    resumed = cli(migrated_url, "replay", "--rebuild")
+    resumed = cli(migrated_url, "replay", "--rebuild", "--batch-size", "2")
     assert resumed.exit_code == 0, resumed.output
     assert "continuing the rebuild begun at" in resumed.output and "4 events were replayed" in resumed.output
     assert f"{len(events) - 4} processed" in resumed.output  # the rest, not everything again
@@ -448,6 +448,7 @@ def test_readers_see_the_whole_old_state_until_the_swap_and_deliveries_meanwhile
             delivered.set()
         return real_batch(*args, **kwargs)
 
+    monkeypatch.setattr(replay_module, "REBUILD_LANES", 1)  # the walk in this process, where the delivery is made
     monkeypatch.setattr(replay_module, "_replay_batch", slow_batch)
     reader = threading.Thread(target=poll)
     reader.start()
@@ -469,3 +470,105 @@ def test_readers_see_the_whole_old_state_until_the_swap_and_deliveries_meanwhile
         ).scalar()
     database.dispose()
     assert schemas == 0
+
+
+def lane_world() -> list[dict[str, Any]]:
+    """Envs of twenty apps updated in turn, and change orders whose sn is named under two apps
+    (an sn is the org's: its events are dealt to two lanes)."""
+    from tests.helpers import change_order_event
+
+    events = []
+    for step in range(30):
+        for a in range(20):
+            labels = {"step": str(step)}
+            events.append(
+                env_event("Update", 1000 + step * 100 + a, name=f"env-{a % 3}", app=f"app-{a}", labels=labels)
+            )
+    for step in range(40):
+        co = change_order_event(f"co-{step % 4}", 1000 + step * 75, env="env-0", image=f"r/app:{step}")
+        app = f"app-{step % 2}"
+        co["headers"]["X-AppStack-App"] = app
+        co["body"]["objectAttributes"]["appName"] = app
+        events.append(co)
+    return events
+
+
+@pytest.mark.postgres_only
+def test_a_rebuild_in_lanes_stops_when_a_lane_is_killed_and_continues_after(databases) -> None:
+    """The walk runs in one process per lane: a lane killed mid-walk (the OOM killer, say) stops
+    the rebuild with a message; run again, every lane continues from where it stood, and the
+    result is what was served, every event applied once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from cmdb_sync.db import Database
+    from cmdb_sync.models import RebuildRun
+    from tests.helpers import dump_state
+
+    url = databases.fresh("postgresql")
+    migrate.upgrade(url)
+    database = Database.open(url)
+    events = lane_world()
+    for event in sorted(events, key=lambda e: (e["body"]["time"], e["body"]["id"])):
+        ingest(database.sessions, event["headers"], raw(event))
+    served = dump_state(database.engine)
+
+    command = [sys.executable, "-m", "cmdb_sync", "replay", "--rebuild", "--batch-size", "3"]
+    env = {**os.environ, "CMDB_SYNC_DATABASE_URL": url}
+    rebuild = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        done = 0
+        while done < 60 and time.monotonic() < deadline and rebuild.poll() is None:
+            time.sleep(0.005)
+            with database.engine.connect() as conn:
+                done = conn.execute(select(func.coalesce(func.max(RebuildRun.done), 0))).scalar_one()
+        lanes = [
+            child
+            for child in psutil.Process(rebuild.pid).children()
+            if "spawn_main" in " ".join(child.cmdline()) and "resource_tracker" not in " ".join(child.cmdline())
+        ]
+        assert len(lanes) == 2, [child.cmdline() for child in lanes]
+        lanes[0].send_signal(signal.SIGKILL)
+        _, err = rebuild.communicate(timeout=60)
+    finally:
+        if rebuild.poll() is None:
+            rebuild.kill()
+    assert rebuild.returncode != 0
+    assert "rebuild lane" in err and "stopped (exit code -9)" in err and "again to continue" in err, err
+    with database.engine.connect() as conn:
+        (stopped_at,) = conn.execute(select(RebuildRun.done).where(RebuildRun.finished_at.is_(None))).scalars().all()
+    assert 0 < stopped_at < len(events), "the lane was not killed mid-walk"
+
+    resumed = cli(url, "replay", "--rebuild", "--batch-size", "7")
+    assert resumed.exit_code == 0, resumed.output
+    assert f"{stopped_at} events were replayed" in resumed.output
+    assert f"{len(events) - stopped_at} processed (applied: {len(events) - stopped_at})" in resumed.output
+    assert dump_state(database.engine) == served
+    with database.engine.connect() as conn:
+        assert conn.execute(select(RebuildRun.done, RebuildRun.finished_at.is_not(None))).all() == [(len(events), True)]
+        statuses = conn.execute(select(Event.status, func.count()).group_by(Event.status)).all()
+    database.dispose()
+    assert statuses == [("applied", len(events))]
+
+
+@pytest.mark.postgres_only
+def test_a_lane_that_cannot_reach_the_database_stops_the_rebuild_with_its_reason() -> None:
+    import io
+
+    from cmdb_sync.models import RebuildRun
+    from cmdb_sync.progress import reporting
+    from cmdb_sync.replay import RebuildStopped, _LanePosition, _walk_in_lanes
+
+    run = RebuildRun(id=1, started_at=datetime(2026, 1, 1, tzinfo=UTC), done=0)
+    nowhere = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"
+    lanes = [_LanePosition(None, None, None)] * 2
+    with reporting("rebuild", stream=io.StringIO()) as reporter, pytest.raises(RebuildStopped) as stopped:
+        _walk_in_lanes(nowhere, run, lanes, 10, run.started_at, reporter)
+    assert "rebuild lane" in str(stopped.value) and "failed" in str(stopped.value)
+    assert "127.0.0.1" in str(stopped.value) or "refused" in str(stopped.value), str(stopped.value)
