@@ -10,7 +10,7 @@ copy of it agree. A rebuild on PostgreSQL walks the journal in two processes, de
 from __future__ import annotations
 
 import multiprocessing
-import queue
+import multiprocessing.connection
 from collections import Counter
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
@@ -94,7 +94,15 @@ def _batches(
     Events whose time could not be read (journaled as failed) come first, by id: they have no
     place in time."""
     # the headers as text, decoded here: psycopg's JSON loader took a fifth of reading a batch
-    columns = select(Event.id, Event.time, cast(Event.headers, Text).label("headers"), Event.body, Event.received_at)
+    columns = select(
+        Event.id,
+        Event.time,
+        cast(Event.headers, Text).label("headers"),
+        Event.body,
+        Event.received_at,
+        Event.status,
+        Event.error,
+    )
     resumed_in_time = run is not None and run.timed_after_id is not None
     if not resumed_in_time:
         untimed = selection.where(columns.where(Event.time.is_(None)))
@@ -115,10 +123,12 @@ class Journaled(NamedTuple):
     headers: dict[str, str]
     body: str
     received_at: datetime
+    status: str
+    error: str | None
 
 
 def _journaled(rows: list[Any]) -> list[Journaled]:
-    return [Journaled(row.id, row.time, json_loads(row.headers), row.body, row.received_at) for row in rows]
+    return [Journaled(row.id, row.time, json_loads(row.headers), *row[3:]) for row in rows]
 
 
 def unindexed_history(session_factory: sessionmaker[Session]) -> int:
@@ -258,7 +268,9 @@ def _project_on(conn: Any, events: list[Any], *, in_order: bool = False) -> dict
             envelopes.append(envelope)
     for envelope, outcome in zip(envelopes, project_isolated(conn, envelopes), strict=True):
         outcomes[envelope.id] = (Status.APPLIED, None) if in_order and outcome[0] is Status.STALE else outcome
-    record_statuses(conn, list(outcomes.items()))
+    # only what changes is written: a rebuild mostly finds the status the journal holds
+    journaled = {event.id: (event.status, event.error) for event in events}
+    record_statuses(conn, [(i, (s, e)) for i, (s, e) in outcomes.items() if (s.value, e) != journaled.get(i)])
     return outcomes
 
 
@@ -402,56 +414,54 @@ def _walk_in_lanes(
     url: str, run: RebuildRun, lanes: list[_LanePosition], batch_size: int, overlap: datetime, reporter: Reporter
 ) -> dict[str, datetime]:
     """Walk the journal in one process per lane; tell the reporter what each batch did. Returns the
-    events received since ``overlap`` that the lanes replayed (the catch-up skips them)."""
+    events received since ``overlap`` that the lanes replayed (the catch-up skips them). Each lane
+    talks over a pipe of its own (a queue's lock would start multiprocessing's resource tracker,
+    one more process): the end of its pipe before its last word is a lane gone."""
     context = multiprocessing.get_context("spawn")  # nothing of this process's connections is inherited
-    out = context.Queue()
-    processes = [
-        context.Process(
-            target=_walk_lane,
-            args=(url, run.id, run.started_at, (lane, len(lanes)), position, batch_size, overlap, out),
-            name=f"cmdb-sync rebuild lane {lane}",
-            daemon=True,
-        )
-        for lane, position in enumerate(lanes)
-    ]
-    for process in processes:
-        process.start()
-    replayed: dict[str, datetime] = {}
-    walking = set(range(len(lanes)))
-    silent: Counter[int] = Counter()
+    processes, pipes = [], {}
     try:
-        while walking:
-            try:
-                message = out.get(timeout=1.0)
-            except queue.Empty:
-                for lane in list(walking):
-                    if not processes[lane].is_alive():
-                        silent[lane] += 1  # its last words may still be on their way: once more
-                        if silent[lane] > 1:
-                            msg = (
-                                f"rebuild lane {lane} stopped (exit code {processes[lane].exitcode}); "
-                                "run `cmdb-sync replay --rebuild` again to continue where it stopped"
-                            )
-                            raise RebuildStopped(msg) from None
-                continue
-            what, lane, *rest = message
-            if what == "batch":
-                counts, recent = rest
-                for status, n in counts.items():
-                    reporter.advance(status, n)
-                replayed.update(recent)
-            elif what == "done":
-                walking.discard(lane)
-            else:
-                msg = f"rebuild lane {lane} failed: {rest[0]}; run `cmdb-sync replay --rebuild` again to continue"
-                raise RebuildStopped(msg)
+        for lane, position in enumerate(lanes):
+            receiving, sending = context.Pipe(duplex=False)
+            process = context.Process(
+                target=_walk_lane,
+                args=(url, run.id, run.started_at, (lane, len(lanes)), position, batch_size, overlap, sending),
+                name=f"cmdb-sync rebuild lane {lane}",
+                daemon=True,
+            )
+            process.start()
+            sending.close()  # the lane holds the only sending end now
+            processes.append(process)
+            pipes[receiving] = lane
+        replayed: dict[str, datetime] = {}
+        while pipes:
+            for pipe in multiprocessing.connection.wait(list(pipes)):
+                lane = pipes[pipe]
+                try:
+                    what, *rest = pipe.recv()  # type: ignore[union-attr]
+                except EOFError:
+                    processes[lane].join()
+                    msg = (
+                        f"rebuild lane {lane} stopped (exit code {processes[lane].exitcode}); "
+                        "run `cmdb-sync replay --rebuild` again to continue where it stopped"
+                    )
+                    raise RebuildStopped(msg) from None
+                if what == "batch":
+                    counts, recent = rest
+                    for status, n in counts.items():
+                        reporter.advance(status, n)
+                    replayed.update(recent)
+                elif what == "done":
+                    del pipes[pipe]
+                else:
+                    msg = f"rebuild lane {lane} failed: {rest[0]}; run `cmdb-sync replay --rebuild` again to continue"
+                    raise RebuildStopped(msg)
+        return replayed
     finally:
         for process in processes:
-            if process.is_alive() and walking:
+            if process.is_alive() and pipes:  # stopped early: the others' batches roll back
                 process.terminate()
         for process in processes:
             process.join()
-    return replayed
 
 
 def _walk_lane(
@@ -474,13 +484,13 @@ def _walk_lane(
         for batch in _batches(make_session_factory(reader), selection, batch_size, position):
             statuses = _replay_batch(sessions, batch, position=record, in_order=True)
             recent = [(event.id, event.received_at) for event in batch if event.received_at >= overlap]
-            out.put(("batch", lane[0], Counter(status.value for status in statuses), recent))
-        out.put(("done", lane[0]))
+            out.send(("batch", Counter(status.value for status in statuses), recent))
+        out.send(("done",))
     except KeyboardInterrupt:  # the operator stopped the rebuild: the parent says so
         pass
     except Exception as exc:  # noqa: BLE001 - told to the parent, which stops the rebuild with it
         detail = describe_error(exc) if isinstance(exc, SQLAlchemyError) else f"{type(exc).__name__}: {exc}"
-        out.put(("failed", lane[0], detail))
+        out.send(("failed", detail))
     finally:
         shadow.dispose()
         reader.dispose()
@@ -530,7 +540,8 @@ def _versioned(conn: Any, event_ids: list[str]) -> set[str]:
 
 
 def selection_received_since(since: datetime) -> Any:
-    return select(Event.id, Event.time, Event.headers, Event.body, Event.received_at).where(Event.received_at >= since)
+    columns = (Event.id, Event.time, Event.headers, Event.body, Event.received_at, Event.status, Event.error)
+    return select(*columns).where(Event.received_at >= since)
 
 
 def _shadow_run(
