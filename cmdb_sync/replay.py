@@ -330,7 +330,8 @@ def _rebuild_beside(
         overlap = run.started_at - CATCH_UP_OVERLAP
         lanes = _lanes(shadow, run)
         if lanes:
-            replayed = _walk_in_lanes(url, run, lanes, batch_size, overlap, reporter)
+            # the lanes share the batch: the rebuild holds as much in memory as one walk would
+            replayed = _walk_in_lanes(url, run, lanes, max(1, batch_size // len(lanes)), overlap, reporter)
         else:
             replayed = {}  # those the catch-up will read again: it skips them
             for batch in _batches(shadow_sessions, Selection(received_before=run.started_at), batch_size, run):
