@@ -11,6 +11,8 @@ all duplicates; into an empty one it rebuilds the same state.
 from __future__ import annotations
 
 import json
+import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,10 +21,11 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cmdb_sync.db import keyset_batches
+from cmdb_sync.db import keyset_batches, make_engine, make_session_factory
 from cmdb_sync.errors import BadDelivery, DatabaseUnavailable
 from cmdb_sync.events import json_loads
-from cmdb_sync.ingest import Delivery, ingest_batch
+from cmdb_sync.ingest import Delivery, engine_of, ingest_batch
+from cmdb_sync.lanes import Lanes, LaneStopped, Pipe, running
 from cmdb_sync.models import Event, stored_json
 from cmdb_sync.progress import Reporter
 from cmdb_sync.projections import REGISTRY
@@ -30,6 +33,12 @@ from cmdb_sync.status import Status
 
 EXPORT_BATCH = 500
 IMPORT_BATCH = 2000
+IMPORT_LANES = 2  # processes an import into PostgreSQL ingests in (see _import_in_lanes)
+
+
+class ImportStopped(Exception):
+    """An import ended before its input did (the database went away, a lane was killed): what it
+    answered is journaled; importing the same input again finishes it (the rest are duplicates)."""
 
 
 def headers_for_bare_body(body: dict[str, Any]) -> dict[str, str]:
@@ -58,6 +67,34 @@ class ArchivedDelivery:
     headers: dict[str, str]
     raw: bytes
     received_at: datetime | None
+    event_id: str | None = None  # the body's id, where it has one
+    object_key: str = ""  # what names its object (``object_key``)
+
+
+# The attributes that name an event's object, or its app, by kind. The key of an object is never
+# two (every event of an object has the same), though objects share a key: an env's is its app's.
+_NAMED_BY = {
+    "App": ("name",),
+    "Env": ("appName", "app_name"),
+    "AppOrchestration": ("sn",),
+    "ChangeOrder": ("sn",),
+    "ChangeRequest": ("sn",),
+    "ReleaseStageExecution": ("engineInstanceId", "engine_instance_id"),
+}
+
+
+def object_key(headers: dict[str, str], body: Any) -> str:
+    """A key shared by every event of one object, read off the body without validating it: an
+    import deals deliveries to lanes by it, so that each object's are ingested in order."""
+    kind = body.get("objectKind") if isinstance(body, dict) else None
+    app = next((value for name, value in headers.items() if name.lower() == "x-appstack-app"), "")
+    attributes = body.get("objectAttributes") if isinstance(body, dict) else None
+    if isinstance(attributes, dict):
+        for name in _NAMED_BY.get(kind, ()):  # type: ignore[arg-type]
+            value = attributes.get(name)
+            if isinstance(value, str) and value:
+                return f"{kind}:{value}"
+    return f"{kind}:{app}"
 
 
 def parse_line(line: str) -> ArchivedDelivery:
@@ -89,7 +126,14 @@ def parse_line(line: str) -> ArchivedDelivery:
             msg = "received_at: needs a UTC offset"
             raise BadDelivery(msg)
     raw = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return ArchivedDelivery(headers=headers, raw=raw.encode(), received_at=received_at)
+    event_id = body.get("id") if isinstance(body, dict) else None
+    return ArchivedDelivery(
+        headers=headers,
+        raw=raw.encode(),
+        received_at=received_at,
+        event_id=str(event_id) if isinstance(event_id, str | int) else None,
+        object_key=object_key(headers, body),
+    )
 
 
 def documents(name: str, source: TextIO) -> Iterator[tuple[str, str | BadDelivery]]:
@@ -155,21 +199,154 @@ def import_documents(
     *,
     batch_size: int = IMPORT_BATCH,
 ) -> None:
-    """Ingest every document, a batch at a time; a bad one is noted with where it is and counted as ``invalid``."""
+    """Ingest every document, a batch at a time; a bad one is noted with where it is and counted as
+    ``invalid``. Into PostgreSQL, in lanes (``_import_in_lanes``)."""
+    engine = engine_of(session_factory)
+    if engine.dialect.name == "postgresql" and IMPORT_LANES > 1:
+        url = engine.url.render_as_string(hide_password=False)
+        _import_in_lanes(url, _parsed(located, reporter), reporter, max(1, batch_size // IMPORT_LANES))
+        return
     batch: list[tuple[str, Delivery]] = []
-    for where, text in located:
-        try:
-            if isinstance(text, BadDelivery):
-                raise text
-            archived = parse_line(text)
-        except BadDelivery as exc:
-            _invalid(reporter, where, exc)
-            continue
-        batch.append((where, Delivery(archived.headers, archived.raw, archived.received_at)))
+    for where, archived in _parsed(located, reporter):
+        batch.append((where, _delivery(archived)))
         if len(batch) == batch_size:
             _ingest(session_factory, batch, reporter)
             batch = []
     _ingest(session_factory, batch, reporter)
+
+
+def _parsed(
+    located: Iterable[tuple[str, str | BadDelivery]], reporter: Reporter
+) -> Iterator[tuple[str, ArchivedDelivery]]:
+    for where, text in located:
+        try:
+            if isinstance(text, BadDelivery):
+                raise text
+            yield where, parse_line(text)
+        except BadDelivery as exc:
+            _invalid(reporter, where, exc)
+
+
+def _delivery(archived: ArchivedDelivery) -> Delivery:
+    return Delivery(archived.headers, archived.raw, archived.received_at)
+
+
+# --- into PostgreSQL, in lanes ---------------------------------------------------------------------
+#
+# An import is Python (parsing, snapshots, rows) and PostgreSQL's work in turn; two processes keep
+# both cores busy. Deliveries are dealt to lanes by their object (``object_key``), so each object's
+# deliveries are ingested in the file's order and answered as one process would; copies of one id in flight
+# at once go to the lane of the first (one journals it, the other finds it journaled). A lane has
+# one batch in flight at a time (it is sent its next only once it answered the last: neither side
+# can block the other on a full pipe), and this process parses the next ones meanwhile.
+
+
+def _import_in_lanes(
+    url: str, parsed: Iterator[tuple[str, ArchivedDelivery]], reporter: Reporter, batch_size: int
+) -> None:
+    try:
+        with running(_import_lane, [(url,)] * IMPORT_LANES, name="cmdb-sync import") as importing:
+            dealer = _Dealer(importing, reporter, batch_size)
+            for number, (where, archived) in enumerate(parsed):
+                dealer.deal(where, archived)
+                if number % 64 == 0:
+                    dealer.settle(wait=False)
+            dealer.finish()
+    except LaneStopped as exc:
+        raise ImportStopped(f"import lane {exc.lane} {exc.detail}") from None
+
+
+Batch = list[tuple[str, ArchivedDelivery]]
+
+
+class _Dealer:
+    """Deals parsed deliveries to the lanes. Each lane has a batch in flight, one ready to go the
+    moment it answers, and one filling; this process blocks only when a lane has all three."""
+
+    def __init__(self, lanes: Lanes, reporter: Reporter, batch_size: int) -> None:
+        self.lanes, self.reporter, self.batch_size = lanes, reporter, batch_size
+        count = len(lanes.processes)
+        self.in_flight: list[Batch | None] = [None] * count
+        self.ready: list[Batch | None] = [None] * count
+        self.filling: list[Batch] = [[] for _ in range(count)]
+        self.route: dict[str, int] = {}  # ids not answered yet, and their lane
+        self.copies: Counter[str] = Counter()
+
+    def deal(self, where: str, archived: ArchivedDelivery) -> None:
+        event_id = archived.event_id
+        lane = _lane_of(archived.object_key)
+        if event_id is not None:
+            lane = self.route.setdefault(event_id, lane)
+            self.copies[event_id] += 1
+        self.filling[lane].append((where, archived))
+        if len(self.filling[lane]) >= self.batch_size:
+            while self.ready[lane] is not None:
+                self.settle(wait=True)
+            self.ready[lane], self.filling[lane] = self.filling[lane], []
+            self._send_ready(lane)
+
+    def finish(self) -> None:
+        for lane, batch in enumerate(self.filling):
+            if batch:
+                while self.ready[lane] is not None:
+                    self.settle(wait=True)
+                self.ready[lane], self.filling[lane] = batch, []
+                self._send_ready(lane)
+        while any(batch is not None for batch in self.in_flight):
+            self.settle(wait=True)
+        for lane in range(len(self.in_flight)):
+            self.lanes.send(lane, None)  # no more: the lane says it is done
+        while self.lanes.working:
+            for _ in self.lanes.receive():
+                pass
+
+    def settle(self, *, wait: bool) -> None:
+        """Report what the lanes answered (waiting for an answer when ``wait``), and send each
+        lane that answered its ready batch."""
+        for lane, (_, outcomes) in self.lanes.receive(None if wait else 0):
+            batch, self.in_flight[lane] = self.in_flight[lane] or [], None
+            for (where, archived), (what, detail) in zip(batch, outcomes, strict=True):
+                if archived.event_id is not None:
+                    self.copies[archived.event_id] -= 1
+                    if not self.copies[archived.event_id]:
+                        del self.copies[archived.event_id], self.route[archived.event_id]
+                if what == "unavailable":
+                    raise DatabaseUnavailable(detail)
+                if what == "invalid":
+                    _invalid(self.reporter, where, BadDelivery(detail))
+                else:
+                    self.reporter.advance(what)
+            self._send_ready(lane)
+
+    def _send_ready(self, lane: int) -> None:
+        batch = self.ready[lane]
+        if batch is None or self.in_flight[lane] is not None:
+            return
+        self.in_flight[lane], self.ready[lane] = batch, None
+        self.lanes.send(lane, [_delivery(archived) for _, archived in batch])
+
+
+def _lane_of(key: str) -> int:
+    return zlib.crc32(key.encode()) % IMPORT_LANES
+
+
+def _import_lane(url: str, inbox: Pipe, outbox: Pipe) -> None:
+    """One lane of an import, in a process of its own: each batch it is sent, ingested, answered."""
+    engine = make_engine(url, pool_size=1)
+    try:
+        sessions = make_session_factory(engine)
+        while (deliveries := inbox.recv()) is not None:
+            outcomes = []
+            for result in ingest_batch(sessions, deliveries):
+                if isinstance(result, DatabaseUnavailable):
+                    outcomes.append(("unavailable", result.detail))
+                elif isinstance(result, BadDelivery):
+                    outcomes.append(("invalid", result.detail))
+                else:
+                    outcomes.append((result.status.value, None))
+            outbox.send(("batch", outcomes))
+    finally:
+        engine.dispose()
 
 
 def _ingest(session_factory: sessionmaker[Session], batch: list[tuple[str, Delivery]], reporter: Reporter) -> None:

@@ -400,7 +400,8 @@ def import_(sources: tuple[TextIO, ...]) -> None:
     reported and skipped."""
     from itertools import chain
 
-    from cmdb_sync.archive import count_json_lines, documents, import_documents
+    from cmdb_sync.archive import ImportStopped, count_json_lines, documents, import_documents
+    from cmdb_sync.errors import DatabaseUnavailable
     from cmdb_sync.progress import reporting
     from cmdb_sync.status import Status
 
@@ -410,7 +411,12 @@ def import_(sources: tuple[TextIO, ...]) -> None:
         total = count_json_lines(sources[0])
     located = chain.from_iterable(documents(source.name, source) for source in sources)
     with _database(settings) as database, reporting("import", total=total) as reporter:
-        import_documents(database.sessions, located, reporter)
+        try:
+            import_documents(database.sessions, located, reporter)
+        except (ImportStopped, DatabaseUnavailable) as exc:
+            _finish(reporter, "imported before it stopped")
+            msg = f"{exc}; import the same files again to finish (what was imported is then a duplicate)"
+            raise click.ClickException(msg) from None
         database.analyze()
     _finish(reporter, "imported")
     if reporter.tally.counts.get(Status.INVALID):

@@ -9,8 +9,6 @@ copy of it agree. A rebuild on PostgreSQL walks the journal in two processes, de
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.connection
 from collections import Counter
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
@@ -18,12 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, Table, Text, bindparam, cast, delete, func, select, text, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cmdb_sync.db import (
     BRIEF_LOCK_WAIT,
-    describe_error,
     giving_way,
     keyset_batches,
     make_engine,
@@ -34,6 +30,7 @@ from cmdb_sync.db import (
 from cmdb_sync.errors import BadDelivery
 from cmdb_sync.events import json_loads, parse_envelope
 from cmdb_sync.ingest import engine_of, record_statuses
+from cmdb_sync.lanes import LaneStopped, running
 from cmdb_sync.models import Base, Event, RebuildRun, Version
 from cmdb_sync.progress import Reporter
 from cmdb_sync.projections import projection_tables
@@ -415,54 +412,25 @@ def _walk_in_lanes(
     url: str, run: RebuildRun, lanes: list[_LanePosition], batch_size: int, overlap: datetime, reporter: Reporter
 ) -> dict[str, datetime]:
     """Walk the journal in one process per lane; tell the reporter what each batch did. Returns the
-    events received since ``overlap`` that the lanes replayed (the catch-up skips them). Each lane
-    talks over a pipe of its own (a queue's lock would start multiprocessing's resource tracker,
-    one more process): the end of its pipe before its last word is a lane gone."""
-    context = multiprocessing.get_context("spawn")  # nothing of this process's connections is inherited
-    processes, pipes = [], {}
+    events received since ``overlap`` that the lanes replayed (the catch-up skips them)."""
+    arguments = [
+        (url, run.id, run.started_at, (lane, len(lanes)), position, batch_size, overlap)
+        for lane, position in enumerate(lanes)
+    ]
+    replayed: dict[str, datetime] = {}
     try:
-        for lane, position in enumerate(lanes):
-            receiving, sending = context.Pipe(duplex=False)
-            process = context.Process(
-                target=_walk_lane,
-                args=(url, run.id, run.started_at, (lane, len(lanes)), position, batch_size, overlap, sending),
-                name=f"cmdb-sync rebuild lane {lane}",
-                daemon=True,
-            )
-            process.start()
-            sending.close()  # the lane holds the only sending end now
-            processes.append(process)
-            pipes[receiving] = lane
-        replayed: dict[str, datetime] = {}
-        while pipes:
-            for pipe in multiprocessing.connection.wait(list(pipes)):
-                lane = pipes[pipe]
-                try:
-                    what, *rest = pipe.recv()  # type: ignore[union-attr]
-                except EOFError:
-                    processes[lane].join()
-                    msg = (
-                        f"rebuild lane {lane} stopped (exit code {processes[lane].exitcode}); "
-                        "run `cmdb-sync replay --rebuild` again to continue where it stopped"
-                    )
-                    raise RebuildStopped(msg) from None
-                if what == "batch":
-                    counts, recent = rest
+        with running(_walk_lane, arguments, name="cmdb-sync rebuild") as walking:
+            while walking.working:
+                for _, (_, counts, recent) in walking.receive():
                     for status, n in counts.items():
                         reporter.advance(status, n)
                     replayed.update(recent)
-                elif what == "done":
-                    del pipes[pipe]
-                else:
-                    msg = f"rebuild lane {lane} failed: {rest[0]}; run `cmdb-sync replay --rebuild` again to continue"
-                    raise RebuildStopped(msg)
-        return replayed
-    finally:
-        for process in processes:
-            if process.is_alive() and pipes:  # stopped early: the others' batches roll back
-                process.terminate()
-        for process in processes:
-            process.join()
+    except LaneStopped as exc:
+        msg = (
+            f"rebuild lane {exc.lane} {exc.detail}; run `cmdb-sync replay --rebuild` again to continue where it stopped"
+        )
+        raise RebuildStopped(msg) from None
+    return replayed
 
 
 def _walk_lane(
@@ -473,7 +441,8 @@ def _walk_lane(
     position: _LanePosition,
     batch_size: int,
     overlap: datetime,
-    out: Any,
+    _inbox: Any,
+    outbox: Any,
 ) -> None:
     """One lane of a rebuild, in a process of its own (``_walk_in_lanes``)."""
     shadow = make_engine(url, pool_size=1, search_path=f"{SHADOW_SCHEMA},public", settings=LANE_COMMITS)
@@ -485,13 +454,7 @@ def _walk_lane(
         for batch in _batches(make_session_factory(reader), selection, batch_size, position):
             statuses = _replay_batch(sessions, batch, position=record, in_order=True)
             recent = [(event.id, event.received_at) for event in batch if event.received_at >= overlap]
-            out.send(("batch", Counter(status.value for status in statuses), recent))
-        out.send(("done",))
-    except KeyboardInterrupt:  # the operator stopped the rebuild: the parent says so
-        pass
-    except Exception as exc:  # noqa: BLE001 - told to the parent, which stops the rebuild with it
-        detail = describe_error(exc) if isinstance(exc, SQLAlchemyError) else f"{type(exc).__name__}: {exc}"
-        out.send(("failed", detail))
+            outbox.send(("batch", Counter(status.value for status in statuses), recent))
     finally:
         shadow.dispose()
         reader.dispose()

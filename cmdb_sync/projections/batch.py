@@ -286,7 +286,7 @@ def _insert_children(conn: Connection, parents: list[tuple[int, Sequence[Childre
 def _ensure_apps(conn: Connection, apps: list[tuple[str, str]]) -> None:
     """An event for an object of an unknown app creates the app, with no version of its own."""
     rows = [{"org_id": org_id, "name": name} for org_id, name in apps]
-    bulk.insert_ignoring_conflicts(conn, App.__table__, ("org_id", "name"), rows)
+    bulk.insert_ignoring_conflicts(conn, App.__table__, ("org_id", "name"), rows, mostly_held=True)
 
 
 # --- statements, built once ----------------------------------------------------------------------

@@ -521,13 +521,17 @@ def test_a_rebuild_in_lanes_stops_when_a_lane_is_killed_and_continues_after(data
     command = [sys.executable, "-m", "cmdb_sync", "replay", "--rebuild", "--batch-size", "3"]
     env = {**os.environ, "CMDB_SYNC_DATABASE_URL": url}
     rebuild = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    holder = database.engine.connect()
     try:
         deadline = time.monotonic() + 60
         done = 0
         while done < 60 and time.monotonic() < deadline and rebuild.poll() is None:
-            time.sleep(0.005)
+            time.sleep(0.002)
             with database.engine.connect() as conn:
                 done = conn.execute(select(func.coalesce(func.max(RebuildRun.done), 0))).scalar_one()
+        # each lane records its batch's position in rebuild_runs: with it locked, both lanes wait mid-walk
+        holder.exec_driver_sql("LOCK TABLE rebuild_runs IN EXCLUSIVE MODE")
+        wait_for_lock_waiters(database.engine, 2)
         lanes = [
             child
             for child in psutil.Process(rebuild.pid).children()
@@ -537,6 +541,8 @@ def test_a_rebuild_in_lanes_stops_when_a_lane_is_killed_and_continues_after(data
         lanes[0].send_signal(signal.SIGKILL)
         _, err = rebuild.communicate(timeout=60)
     finally:
+        holder.rollback()
+        holder.close()
         if rebuild.poll() is None:
             rebuild.kill()
     assert rebuild.returncode != 0
@@ -572,3 +578,118 @@ def test_a_lane_that_cannot_reach_the_database_stops_the_rebuild_with_its_reason
         _walk_in_lanes(nowhere, run, lanes, 10, run.started_at, reporter)
     assert "rebuild lane" in str(stopped.value) and "failed" in str(stopped.value)
     assert "127.0.0.1" in str(stopped.value) or "refused" in str(stopped.value), str(stopped.value)
+
+
+def wait_for_lock_waiters(engine, count: int) -> None:
+    """Until ``count`` sessions of the database wait on a lock."""
+    import time
+
+    deadline = time.monotonic() + 60
+    waiting = 0
+    while waiting < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+        with engine.connect() as conn:
+            waiting = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).scalar_one()
+    assert waiting >= count, f"{waiting} sessions wait on a lock, not {count}"
+
+
+def import_world() -> list[dict[str, Any]]:
+    """The lane world shuffled (so some arrive stale), with an id sent twice (the second copy under
+    another app and body: a conflict) and an exact duplicate."""
+    import random
+
+    events = lane_world()
+    random.Random(11).shuffle(events)
+    twin = json.loads(json.dumps(events[5]))
+    twin["headers"]["X-AppStack-App"] = "app-elsewhere"  # another object: dealt to its lane but for the id
+    twin["body"]["objectAttributes"].update(appName="app-elsewhere", labelList=[])
+    events.insert(9, twin)
+    events.insert(300, json.loads(json.dumps(events[200])))
+    return events
+
+
+@pytest.mark.postgres_only
+def test_an_import_in_lanes_answers_and_ends_as_one_process_does(databases, monkeypatch, tmp_path) -> None:
+    from cmdb_sync import archive
+    from tests.helpers import dump_state
+
+    lines = [json.dumps({"headers": e["headers"], "body": e["body"]}) for e in import_world()]
+    (tmp_path / "world.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    outcomes = []
+    for lanes in (1, 2):
+        monkeypatch.setattr(archive, "IMPORT_LANES", lanes)
+        monkeypatch.setattr(archive, "IMPORT_BATCH", 32)  # many batches: the lanes interleave
+        url = databases.fresh("postgresql")
+        migrate.upgrade(url)
+        imported = cli(url, "import", str(tmp_path / "world.jsonl"))
+        assert imported.exit_code == 0, imported.output
+        from cmdb_sync.db import Database
+
+        with Database.open(url) as database:
+            with database.engine.connect() as conn:
+                statuses = dict(conn.execute(select(Event.id, Event.status)).all())
+            outcomes.append((imported.output.strip().splitlines()[-1], statuses, dump_state(database.engine)))
+    (one_summary, one_statuses, one_state), (lanes_summary, lanes_statuses, lanes_state) = outcomes
+    assert "stale" in one_summary and "duplicate" in one_summary
+    assert lanes_summary == one_summary
+    assert lanes_statuses == one_statuses
+    assert lanes_state == one_state
+
+
+@pytest.mark.postgres_only
+def test_an_import_whose_lane_is_killed_stops_with_a_message_and_finishes_when_run_again(databases, tmp_path) -> None:
+    import signal
+    import threading
+
+    import psutil
+
+    from cmdb_sync.db import Database
+    from tests.helpers import dump_state
+
+    events = lane_world()
+    path = tmp_path / "world.jsonl"
+    path.write_text(
+        "\n".join(json.dumps({"headers": e["headers"], "body": e["body"]}) for e in events), encoding="utf-8"
+    )
+    expected_url = databases.fresh("postgresql")
+    migrate.upgrade(expected_url)
+    assert cli(expected_url, "import", str(path)).exit_code == 0
+    with Database.open(expected_url) as database:
+        expected = dump_state(database.engine)
+
+    url = databases.fresh("postgresql")
+    migrate.upgrade(url)
+    database = Database.open(url)
+    first = tmp_path / "first.jsonl"
+    first.write_text("\n".join(path.read_text(encoding="utf-8").splitlines()[:300]), encoding="utf-8")
+    assert cli(url, "import", str(first)).exit_code == 0
+    holder = database.engine.connect()
+    holder.exec_driver_sql("LOCK TABLE versions IN EXCLUSIVE MODE")  # the lanes' batches wait on it
+
+    def kill_a_lane() -> None:
+        wait_for_lock_waiters(database.engine, 2)
+        lanes = [c for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline())]
+        lanes[0].send_signal(signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_a_lane)
+    killer.start()
+    try:
+        stopped = cli(url, "import", str(path))
+    finally:
+        killer.join()
+        holder.rollback()
+        holder.close()
+    assert stopped.exit_code == 1, (stopped.output, stopped.exception)
+    assert "import lane" in stopped.output and "stopped (exit code -9)" in stopped.output, stopped.output
+    assert "import the same files again to finish" in stopped.output
+    with database.engine.connect() as conn:
+        journaled = conn.execute(select(func.count()).select_from(Event)).scalar_one()
+    assert journaled == 300  # the first file; nothing of the second was committed
+
+    again = cli(url, "import", str(path))
+    assert again.exit_code == 0, again.output
+    assert f"duplicate: {journaled}" in again.output
+    assert dump_state(database.engine) == expected
+    database.dispose()
