@@ -324,18 +324,15 @@ def _rebuild_beside(
         reporter.set_total(count(session_factory, Selection(received_before=run.started_at)) - run.done)
         # what the journal held when the rebuild began; what comes later is caught up by arrival,
         # so a busy server cannot keep the walk chasing the end of the journal
-        overlap = run.started_at - CATCH_UP_OVERLAP
         lanes = _lanes(shadow, run)
         if lanes:
             # the lanes share the batch: the rebuild holds as much in memory as one walk would
-            replayed = _walk_in_lanes(url, run, lanes, max(1, batch_size // len(lanes)), overlap, reporter)
+            _walk_in_lanes(url, run, lanes, max(1, batch_size // len(lanes)), reporter)
         else:
-            replayed = {}  # those the catch-up will read again: it skips them
             for batch in _batches(shadow_sessions, Selection(received_before=run.started_at), batch_size, run):
                 for status in _replay_batch(shadow_sessions, batch, position=_run_position(run)):
                     reporter.advance(status)
-                replayed.update((event.id, event.received_at) for event in batch if event.received_at >= overlap)
-        since, caught = _catch_up(shadow_sessions, overlap, batch_size, replayed)
+        since, caught = _catch_up(shadow_sessions, run.started_at - CATCH_UP_OVERLAP, batch_size)
         giving_way(lambda: _swap(shadow, since, run.id, caught))
         with shadow.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {REPLACED_SCHEMA} CASCADE")
@@ -408,29 +405,22 @@ def _lane_position(run_id: int, lane: int) -> Position:
     return record
 
 
-def _walk_in_lanes(
-    url: str, run: RebuildRun, lanes: list[_LanePosition], batch_size: int, overlap: datetime, reporter: Reporter
-) -> dict[str, datetime]:
-    """Walk the journal in one process per lane; tell the reporter what each batch did. Returns the
-    events received since ``overlap`` that the lanes replayed (the catch-up skips them)."""
+def _walk_in_lanes(url: str, run: RebuildRun, lanes: list[_LanePosition], batch_size: int, reporter: Reporter) -> None:
+    """Walk the journal in one process per lane; tell the reporter what each batch did."""
     arguments = [
-        (url, run.id, run.started_at, (lane, len(lanes)), position, batch_size, overlap)
-        for lane, position in enumerate(lanes)
+        (url, run.id, run.started_at, (lane, len(lanes)), position, batch_size) for lane, position in enumerate(lanes)
     ]
-    replayed: dict[str, datetime] = {}
     try:
         with running(_walk_lane, arguments, name="cmdb-sync rebuild") as walking:
             while walking.working:
-                for _, (_, counts, recent) in walking.receive():
+                for _, (_, counts) in walking.receive():
                     for status, n in counts.items():
                         reporter.advance(status, n)
-                    replayed.update(recent)
     except LaneStopped as exc:
         msg = (
             f"rebuild lane {exc.lane} {exc.detail}; run `cmdb-sync replay --rebuild` again to continue where it stopped"
         )
         raise RebuildStopped(msg) from None
-    return replayed
 
 
 def _walk_lane(
@@ -440,7 +430,6 @@ def _walk_lane(
     lane: tuple[int, int],
     position: _LanePosition,
     batch_size: int,
-    overlap: datetime,
     _inbox: Any,
     outbox: Any,
 ) -> None:
@@ -453,27 +442,26 @@ def _walk_lane(
         record = _lane_position(run_id, lane[0])
         for batch in _batches(make_session_factory(reader), selection, batch_size, position):
             statuses = _replay_batch(sessions, batch, position=record, in_order=True)
-            recent = [(event.id, event.received_at) for event in batch if event.received_at >= overlap]
-            outbox.send(("batch", Counter(status.value for status in statuses), recent))
+            outbox.send(("batch", Counter(status.value for status in statuses)))
     finally:
         shadow.dispose()
         reader.dispose()
 
 
 def _catch_up(
-    shadow_sessions: sessionmaker[Session], since: datetime, batch_size: int, replayed: dict[str, datetime]
+    shadow_sessions: sessionmaker[Session], since: datetime, batch_size: int
 ) -> tuple[datetime, dict[str, datetime]]:
     """Replay what the server received since ``since``, pass after pass, until a pass finds few
     new deliveries (``CATCH_UP_ENOUGH``) or no fewer than the pass before (the server receives as
     fast as this replays: the swap takes the rest under its lock). Each pass reads again the last
     ``CATCH_UP_OVERLAP`` before where the previous one began (a delivery is stamped when it arrives
     and committed a moment later), skipping what it already replayed. Returns where the last pass
-    began and the ids replayed since then, which the swap skips too. ``replayed``: those of the
-    first pass's span that the walk replayed (a rebuild right after an import would otherwise
-    replay the import's last seconds twice). An event the new tables hold a version of was
-    replayed already, by a walk that stopped before this one continued it: it is skipped too
-    (replayed again, it would be found stale against itself)."""
-    caught = dict(replayed)
+    began and the ids replayed since then, which the swap skips too. An event the new tables hold
+    a version of was replayed already (by the walk, whose last seconds the first pass reads again,
+    or by a walk that stopped before this one continued it): it is skipped too; replayed again,
+    it would be found stale against itself. One the walk replayed that has no version (failed,
+    unsupported) is replayed again: sent again with a fix meanwhile, it is then projected."""
+    caught: dict[str, datetime] = {}
     previous = None
     while True:
         mark = now_utc() - CATCH_UP_OVERLAP

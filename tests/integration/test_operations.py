@@ -575,7 +575,7 @@ def test_a_lane_that_cannot_reach_the_database_stops_the_rebuild_with_its_reason
     nowhere = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"
     lanes = [_LanePosition(None, None, None)] * 2
     with reporting("rebuild", stream=io.StringIO()) as reporter, pytest.raises(RebuildStopped) as stopped:
-        _walk_in_lanes(nowhere, run, lanes, 10, run.started_at, reporter)
+        _walk_in_lanes(nowhere, run, lanes, 10, reporter)
     assert "rebuild lane" in str(stopped.value) and "failed" in str(stopped.value)
     assert "127.0.0.1" in str(stopped.value) or "refused" in str(stopped.value), str(stopped.value)
 
@@ -692,4 +692,42 @@ def test_an_import_whose_lane_is_killed_stops_with_a_message_and_finishes_when_r
     assert again.exit_code == 0, again.output
     assert f"duplicate: {journaled}" in again.output
     assert dump_state(database.engine) == expected
+    database.dispose()
+
+
+@pytest.mark.postgres_only
+def test_a_failed_delivery_sent_again_with_a_fix_during_a_rebuild_is_in_the_rebuilt_state(
+    databases, monkeypatch
+) -> None:
+    """The walk replays the failed delivery (it fails again); the fix arrives before the catch-up,
+    with the same id and arrival time: the catch-up replays it (a delivery without a version is
+    never taken as replayed), so the swapped-in state has it, as the live one does."""
+    import copy
+    import io
+
+    from cmdb_sync import replay as replay_module
+    from cmdb_sync.db import Database
+    from cmdb_sync.progress import reporting
+    from cmdb_sync.replay import Selection, replay
+
+    url = databases.fresh("postgresql")
+    migrate.upgrade(url)
+    database = Database.open(url)
+    fixed = env_event("Create", 1000, name="fixed-env")
+    broken = copy.deepcopy(fixed)
+    del broken["body"]["objectAttributes"]["name"]
+    assert ingest(database.sessions, broken["headers"], raw(broken)).status == "failed"
+    real_catch_up = replay_module._catch_up
+
+    def fix_arrives_first(*args, **kwargs):
+        assert ingest(database.sessions, fixed["headers"], raw(fixed)).status == "applied"
+        return real_catch_up(*args, **kwargs)
+
+    monkeypatch.setattr(replay_module, "_catch_up", fix_arrives_first)
+    with reporting("rebuild", stream=io.StringIO()) as reporter:
+        replay(database.sessions, Selection(), reporter, rebuild=True)
+    assert dict(reporter.tally.counts) == {"failed": 1}  # what the walk saw
+    with database.sessions() as session:
+        assert session.scalars(select(Env.name)).all() == ["fixed-env"]
+        assert session.get(Event, fixed["body"]["id"]).status == "applied"
     database.dispose()
