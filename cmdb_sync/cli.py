@@ -365,7 +365,7 @@ def replay(
     """Re-apply the journal to the projections, in (time, id) order. Safe while the server runs."""
     from cmdb_sync.progress import reporting
     from cmdb_sync.projections import REGISTRY
-    from cmdb_sync.replay import RebuildStopped, Selection
+    from cmdb_sync.replay import RebuildStopped, Selection, rebuilt_tables
     from cmdb_sync.replay import replay as run_replay
 
     if rebuild and (failed_only or since or kind):
@@ -386,7 +386,7 @@ def replay(
             run_replay(database.sessions, selection, reporter, rebuild=rebuild, restart=restart, batch_size=batch_size)
         except RebuildStopped as exc:
             raise click.ClickException(str(exc)) from None
-        database.analyze()
+        database.analyze([table.name for table in rebuilt_tables()] if rebuild else ())
     _finish(reporter, "replayed")
 
 

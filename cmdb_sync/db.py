@@ -116,13 +116,14 @@ class Database:
         if self.replica is not None:
             self.replica.dispose()
 
-    def analyze(self) -> None:
+    def analyze(self, tables: Sequence[str] = ()) -> None:
         """Refresh the planner's statistics after a bulk load (PostgreSQL), so the first reads after
         an import or a rebuild are planned on what the tables now hold, not on what autovacuum
-        last saw (measured: a label filter at 1 s instead of 3 ms on a freshly filled inventory)."""
+        last saw (measured: a label filter at 1 s instead of 3 ms on a freshly filled inventory).
+        ``tables``: only those (a rebuild leaves the journal as it was), else every table."""
         if self.engine.dialect.name == "postgresql":
             with self.engine.connect() as connection:
-                connection.exec_driver_sql("ANALYZE")
+                connection.exec_driver_sql("ANALYZE " + ", ".join(f'"{name}"' for name in tables))
                 connection.commit()
 
     def __enter__(self) -> Self:
