@@ -74,7 +74,7 @@ class Selection:
 def _in_lane(lane: int, lanes: int) -> Any:
     """Events are dealt to lanes by their app (the ``X-AppStack-App`` header; none counts as ''),
     where they keep their order. An object is most often named under one app; one that is not (a
-    change order's sn is the org's, not the app's) may have events in two lanes (``_walk_lane``)."""
+    change order's sn is the org's, not the app's) may have events in two lanes (``_project_on``)."""
     dealt = "mod(('x' || left(md5(coalesce(events.app, '')), 8))::bit(32)::int & 2147483647, :lanes) = :lane"
     return text(dealt).bindparams(lanes=lanes, lane=lane)
 
@@ -350,12 +350,13 @@ def _rebuild_beside(
 # schema; a stopped rebuild continues every lane from there.
 
 LANES_TABLE = f"{SHADOW_SCHEMA}.rebuild_lanes"
+# A lane's batch commits with its position, so a commit lost in a crash is a position lost with
+# it: the lane replays that batch again. Its commits need not wait for the disk (the swap's
+# commit, which waits, is written after theirs).
+LANE_COMMITS = {"synchronous_commit": "off"}
 # The planner cannot know that a lane holds half the journal (it guesses 0.5%), so it read the
 # whole journal and sorted it for every batch (117 ms of a batch's 138); a lane reads down the
 # (time, id) index instead, as the walk in one process does.
-# A lane's batch commits with its position, so a commit lost in a crash is a position lost with
-# it: the lane replays that batch again. Its commits need not wait for the disk.
-LANE_COMMITS = {"synchronous_commit": "off"}
 DOWN_THE_INDEX = {"enable_seqscan": "off", "enable_bitmapscan": "off", "enable_sort": "off", "jit": "off"}
 
 
