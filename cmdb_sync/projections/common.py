@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Table, UniqueConstraint
@@ -86,9 +87,10 @@ class Projection:
     def tables(self) -> tuple[Table, ...]:
         return (self.table, *self.children)
 
-    @property
+    @cached_property
     def identity(self) -> tuple[str, ...]:
-        """The columns that name one object (the contract's identity): its table's unique constraint."""
+        """The columns that name one object (the contract's identity): its table's unique constraint.
+        Read once: looked up for every event a batch projects, it was 4% of a rebuild."""
         unique = next(c for c in self.table.constraints if isinstance(c, UniqueConstraint))
         return tuple(column.name for column in unique.columns)
 
