@@ -238,11 +238,12 @@ def _delivery(archived: ArchivedDelivery) -> Delivery:
 # --- into PostgreSQL, in lanes ---------------------------------------------------------------------
 #
 # An import is Python (parsing, snapshots, rows) and PostgreSQL's work in turn; two processes keep
-# both cores busy. Deliveries are dealt to lanes by their object (``object_key``), so each object's
-# deliveries are ingested in the file's order and answered as one process would; copies of one id in flight
-# at once go to the lane of the first (one journals it, the other finds it journaled). A lane has
-# one batch in flight at a time (it is sent its next only once it answered the last: neither side
-# can block the other on a full pipe), and this process parses the next ones meanwhile.
+# both cores busy. Deliveries are dealt to lanes by their object (``object_key``), so each
+# object's deliveries are ingested in the file's order and answered as one process would; copies
+# of one id in flight at once go to the lane of the first (one journals it, the other finds it
+# journaled). A lane has one batch in flight at a time (it is sent its next only once it answered
+# the last: neither side can block the other on a full pipe), and this process parses the next
+# ones meanwhile.
 
 
 def _import_in_lanes(
