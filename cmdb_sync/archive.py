@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cmdb_sync.db import keyset_batches, make_engine, make_session_factory
 from cmdb_sync.errors import BadDelivery, DatabaseUnavailable
-from cmdb_sync.events import json_loads
+from cmdb_sync.events import header, json_loads
 from cmdb_sync.ingest import Delivery, engine_of, ingest_batch
 from cmdb_sync.lanes import Lanes, LaneStopped, Pipe, running
 from cmdb_sync.models import Event, stored_json
@@ -90,7 +90,7 @@ def object_key(headers: dict[str, str], body: Any) -> str:
     """A key shared by every event of one object, read off the body without validating it: an
     import deals deliveries to lanes by it, so that each object's are ingested in order."""
     kind = body.get("objectKind") if isinstance(body, dict) else None
-    app = next((value for name, value in headers.items() if name.lower() == "x-appstack-app"), "")
+    app = header(headers, "X-AppStack-App") or ""  # as the projection reads it
     attributes = body.get("objectAttributes") if isinstance(body, dict) else None
     if isinstance(attributes, dict):
         for name in _NAMED_BY.get(kind, ()):  # type: ignore[arg-type]

@@ -125,7 +125,10 @@ class Journaled(NamedTuple):
 
 
 def _journaled(rows: list[Any]) -> list[Journaled]:
-    return [Journaled(row.id, row.time, json_loads(row.headers), *row[3:]) for row in rows]
+    return [
+        Journaled(row.id, row.time, json_loads(row.headers), row.body, row.received_at, row.status, row.error)
+        for row in rows
+    ]
 
 
 def unindexed_history(session_factory: sessionmaker[Session]) -> int:

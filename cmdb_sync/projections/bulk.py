@@ -323,9 +323,11 @@ def insert_ignoring_conflicts(
 
 
 @cache
-def _pg_insert_ignoring_sql(table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], unheld: bool) -> str:
+def _pg_insert_ignoring_sql(
+    table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], mostly_held: bool
+) -> str:
     held = " AND ".join(f't."{name}" = r."{name}"' for name in conflict)
-    where = f' WHERE NOT EXISTS (SELECT 1 FROM "{table.name}" AS t WHERE {held})' if unheld else ""
+    where = f' WHERE NOT EXISTS (SELECT 1 FROM "{table.name}" AS t WHERE {held})' if mostly_held else ""
     return (
         f'INSERT INTO "{table.name}" ({_quoted(columns)}) {_pg_select(table, columns)}{where} '
         f"ON CONFLICT ({_quoted(conflict)}) DO NOTHING"
