@@ -109,11 +109,12 @@ _NOT_STRICT = (msgspec.DecodeError, msgspec.ValidationError, UnicodeError, Recur
 def json_loads(text: str | bytes) -> Any:
     """``json.loads``, faster: msgspec first, the standard library for what msgspec refuses (NaN,
     a lone surrogate...), which then decodes it or raises as it always did."""
-    return _decoded(text)[0]
+    return json_decoded(text)[0]
 
 
-def _decoded(text: str | bytes) -> tuple[Any, bool]:
-    """``json_loads``'s value, and whether msgspec decoded it (strict JSON: no lone surrogate)."""
+def json_decoded(text: str | bytes) -> tuple[Any, bool]:
+    """``json_loads``'s value, and whether msgspec decoded it (strict JSON: no NaN, no lone
+    surrogate, nothing the standard library alone takes)."""
     try:
         return _strict_json(text), True
     except _NOT_STRICT:
@@ -166,7 +167,7 @@ def parse_envelope(headers: dict[str, str], raw: bytes | str) -> tuple[Envelope,
     so a body it decoded needs no looking for one.
     """
     try:
-        body, strict = _decoded(raw)
+        body, strict = json_decoded(raw)
     except RecursionError:
         msg = f"body: nested deeper than {MAX_DEPTH} levels"
         raise BadDelivery(msg, field="body") from None

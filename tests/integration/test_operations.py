@@ -305,6 +305,26 @@ def test_import_from_stdin_with_bad_lines_and_bare_bodies(engine, session_factor
     assert events == 2
 
 
+def test_an_import_journals_each_body_as_its_line_holds_it_and_a_redelivery_is_a_duplicate(
+    engine, session_factory, migrated_url, seed
+) -> None:
+    """The journal keeps an imported body's own text (spacing, escapes); the same delivery sent
+    compactly afterwards is the same event: a duplicate, not a conflict."""
+    deliveries = [seed["03_Env_Create"], seed["04_Env_Update"]]
+    lines = [
+        json.dumps({"headers": d["headers"], "body": d["body"]}, ensure_ascii=True, indent=None) for d in deliveries
+    ]
+    result = cli(migrated_url, "import", "-", input="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.output
+    with session_factory() as session:
+        bodies = {row.id: row.body for row in session.execute(select(Event.id, Event.body))}
+    for delivery in deliveries:
+        as_in_the_line = json.dumps(delivery["body"], ensure_ascii=True)  # "\\u6d4b..." escapes, ", " spacing
+        assert bodies[delivery["body"]["id"]] == as_in_the_line
+        again = ingest(session_factory, delivery["headers"], raw(delivery))  # compact, UTF-8
+        assert (again.status.value, again.conflict) == ("duplicate", False)
+
+
 def test_import_of_the_seed_fixture_files_builds_what_posting_them_builds(
     api, engine, migrated_url, seed, tmp_path
 ) -> None:

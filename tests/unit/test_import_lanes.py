@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from cmdb_sync.archive import object_key, parse_line
 
 
@@ -28,3 +30,27 @@ def test_parse_line_keeps_the_id_and_the_key_for_the_dealing() -> None:
     line = '{"headers": {"X-AppStack-App": "shop"}, "body": {"id": 42, "objectKind": "Env", "objectAttributes": {}}}'
     archived = parse_line(line)
     assert (archived.event_id, archived.object_key) == ("42", "Env:shop")
+
+
+def test_parse_line_journals_the_body_as_the_line_holds_it() -> None:
+    body_text = '{ "id": "e-1", "objectKind": "Env",  "note": "caf\\u00e9 é", "n": 1.50 }'
+    archived = parse_line('{"headers": {"X-AppStack-Event": "Env"}, "body": ' + body_text + ', "received_at": null}')
+    assert archived.raw == body_text.encode()
+    assert json.loads(archived.raw) == {"id": "e-1", "objectKind": "Env", "note": "café é", "n": 1.5}
+
+
+def test_parse_line_journals_a_bare_body_as_the_line_holds_it() -> None:
+    line = '  {"id": "e-2", "objectKind": "App", "objectAttributes": {"name": "shop"}}\n'
+    archived = parse_line(line)
+    assert archived.raw == line.strip().encode()
+    assert archived.headers["X-AppStack-App"] == "shop"
+
+
+def test_parse_line_encodes_again_what_only_the_standard_library_reads() -> None:
+    archived = parse_line('{"headers": {}, "body": {"id": "e-3", "objectKind": "Env", "x": NaN,   "y": 1}}')
+    assert archived.raw == b'{"id":"e-3","objectKind":"Env","x":NaN,"y":1}'
+
+
+def test_parse_line_keeps_a_body_archived_as_a_string() -> None:
+    archived = parse_line(json.dumps({"headers": {}, "body": '{"id": "e-4"}'}))
+    assert archived.raw == b'{"id": "e-4"}'
