@@ -258,11 +258,12 @@ def _journal_and_project(
             {**row, "status": status.value, "error": error}
             for (_, _, row), (status, error) in zip(projecting, projected, strict=True)
         ]
-        inserted = bulk.journal(conn, EventId.__table__, Event.__table__, rows[: len(fresh)])
         replaced = bulk.replace_journaled(conn, Event.__table__, rows[len(fresh) :], sorted(TRIED_AGAIN))
-        for (index, envelope, _), outcome in zip(projecting, projected, strict=True):
-            if envelope.id in inserted or envelope.id in replaced:
-                written.outcomes[index] = outcome
+        claimed = bulk.journal(conn, EventId.__table__, Event.__table__, rows[: len(fresh)])
+    inserted = claimed()  # read after the commit, with its round trip
+    for (index, envelope, _), outcome in zip(projecting, projected, strict=True):
+        if envelope.id in inserted or envelope.id in replaced:
+            written.outcomes[index] = outcome
     return written
 
 

@@ -19,7 +19,7 @@ Values arrive as the projections make them (aware UTC datetimes, JSON-able value
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
@@ -75,6 +75,25 @@ def _pg(conn: Connection, sql: str, params: dict[str, Any], *, rows: bool = True
         return cursor.fetchall() if rows else []
     except psycopg.Error as exc:
         raise _as_sqlalchemy(exc, sql, driver) from exc
+
+
+def _pg_later(conn: Connection, sql: str, params: dict[str, Any]) -> Callable[[], list[tuple[Any, ...]]]:
+    """``_pg``, its rows read when asked: in a pipeline, with whichever round trip comes first (the
+    commit's, when asked after it)."""
+    driver = conn.connection.driver_connection
+    cursor = driver.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+    except psycopg.Error as exc:
+        raise _as_sqlalchemy(exc, sql, driver) from exc
+
+    def rows() -> list[tuple[Any, ...]]:
+        try:
+            return cursor.fetchall()
+        except psycopg.Error as exc:
+            raise _as_sqlalchemy(exc, sql, driver) from exc
+
+    return rows
 
 
 def _as_sqlalchemy(exc: psycopg.Error, sql: str | None, driver: Any) -> DBAPIError:
@@ -168,22 +187,24 @@ def journaled(
     return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
 
 
-def journal(conn: Connection, event_ids: Table, events: Table, rows: list[dict[str, Any]]) -> set[str]:
-    """Journal the deliveries whose id was never journaled; the ids journaled. The id is claimed in
-    ``event_ids`` (``ON CONFLICT DO NOTHING``: of two processes journaling one id at once, one wins)
-    and the row goes to the journal in the same statement."""
+def journal(conn: Connection, event_ids: Table, events: Table, rows: list[dict[str, Any]]) -> Callable[[], set[str]]:
+    """Journal the deliveries whose id was never journaled; what it returns gives the ids journaled.
+    The id is claimed in ``event_ids`` (``ON CONFLICT DO NOTHING``: of two processes journaling one
+    id at once, one wins) and the row goes to the journal in the same statement. On PostgreSQL the
+    ids are read when asked: asked after the commit, in a pipeline, they come back with the commit's
+    round trip instead of one of their own (the writer's last statement before it commits)."""
     if not rows:
-        return set()
+        return set
     columns = tuple(rows[0])
     if conn.dialect.name == "postgresql":
-        sql = _pg_journal_sql(events, columns)
-        return {row[0] for row in _pg(conn, sql, _pg_rows(rows))}
+        claimed_rows = _pg_later(conn, _pg_journal_sql(events, columns), _pg_rows(rows))
+        return lambda: {row[0] for row in claimed_rows()}
     claim = sqlite.insert(event_ids).on_conflict_do_nothing(index_elements=["id"]).returning(event_ids.c.id)
     claimed = set(conn.execute(claim, [{"id": row["id"], "received_at": row["received_at"]} for row in rows]).scalars())
     fresh = [row for row in rows if row["id"] in claimed]
     if fresh:
         conn.execute(insert(events), fresh)
-    return claimed
+    return lambda: claimed
 
 
 @cache
