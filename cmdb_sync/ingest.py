@@ -29,7 +29,7 @@ from cmdb_sync.errors import BadDelivery, CmdbSyncError, DatabaseUnavailable
 from cmdb_sync.events import Envelope, parse_envelope, scrub_nul
 from cmdb_sync.models import Event, EventId, stored_json
 from cmdb_sync.projections import bulk
-from cmdb_sync.projections.batch import MAX_ERROR_CHARS, Outcome, project, project_isolated
+from cmdb_sync.projections.batch import MAX_ERROR_CHARS, Outcome, look_up, prepare, project_isolated, write
 from cmdb_sync.status import Status
 from cmdb_sync.times import now_utc
 
@@ -224,36 +224,46 @@ def _journal_and_project(
     written = _Written({index: (Status.DUPLICATE, None) for index, _, _ in journal}, set())
     # a batch is pipelined (PostgreSQL): a database error then fails it as a whole, and
     # ingest_batch writes its deliveries one by one, each alone and isolated
-    with write_lock(engine), connect() as conn, bulk.pipelined(conn, enabled=len(journal) > 1), conn.begin():
+    pipelining = len(journal) > 1
+    with write_lock(engine), connect() as conn, bulk.pipelined(conn, enabled=pipelining), conn.begin():
         first: dict[str, int] = {}
         for index, envelope, _ in journal:
             first.setdefault(envelope.id, index)
         candidates = [(index, envelope, row) for index, envelope, row in journal if first[envelope.id] == index]
+        # in a pipeline, the held versions of every candidate's object are asked for first, so that
+        # the journal's lookup brings them back with its own round trip (a duplicate's are not
+        # needed: few are); alone, the delivery is looked up and written in its savepoint
+        prepared = prepare([envelope for _, envelope, _ in candidates]) if pipelining else None
+        versions = look_up(conn, prepared) if prepared is not None else None
         held = bulk.journaled(conn, EventId.__table__, Event.__table__, [envelope.id for _, envelope, _ in candidates])
         fresh, again = [], []
-        for entry in candidates:
+        for position, entry in enumerate(candidates):
             index, envelope, row = entry
             if envelope.id not in held:
-                fresh.append(entry)
+                fresh.append(position)
                 continue
             status, body, action, app = held[envelope.id]
             if status is None or body is None:  # archived: it was projected in its time
                 continue
             changed = _differs(body, row["body"]) or (action, app) != (envelope.action, envelope.app)
             if status in TRIED_AGAIN and changed:
-                again.append(entry)
+                again.append(position)
             elif status not in TRIED_AGAIN and _differs(body, row["body"]):
                 log.warning(
                     "conflict: event %s was received before with a different body; the first is kept", envelope.id
                 )
                 written.conflicts.add(index)
-        projecting = fresh + again
-        if not projecting:
+        if not fresh and not again:
             return written
+        projecting = [candidates[position] for position in fresh + again]
         envelopes = [envelope for _, envelope, _ in projecting]
+        looked_up = (prepared.only(fresh + again), versions()) if prepared is not None and versions else None
         # alone, a delivery the database refuses is kept as failed; in a batch, it fails the batch,
         # whose deliveries ingest_batch then writes one by one
-        projected = project_isolated(conn, envelopes) if len(projecting) == 1 else project(conn, envelopes)
+        if len(projecting) == 1 or looked_up is None:
+            projected = project_isolated(conn, envelopes, looked_up)
+        else:
+            projected = write(conn, *looked_up)
         rows = [
             {**row, "status": status.value, "error": error}
             for (_, _, row), (status, error) in zip(projecting, projected, strict=True)

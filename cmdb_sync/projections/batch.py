@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -86,9 +86,29 @@ def _check_names(projection: Projection, snapshot: Snapshot) -> None:
             raise ProjectionError(msg)
 
 
-def project(conn: Connection, envelopes: Sequence[Envelope]) -> list[Outcome]:
-    """Project the events, in their order, on ``conn`` (inside the caller's transaction)."""
-    bulk.plan_by_key(conn)
+@dataclass(frozen=True)
+class Prepared:
+    """A batch's snapshots, made without the database: the items to write, by kind, and the
+    outcome of each event that has none (unsupported, failed), by position."""
+
+    outcomes: list[Outcome | None]
+    by_kind: dict[str, list[_Item]]
+
+    def only(self, positions: Sequence[int]) -> Prepared:
+        """The events at ``positions`` alone, in that order (numbered again from 0)."""
+        renumbered = {position: new for new, position in enumerate(positions)}
+        by_kind = {}
+        for kind, items in self.by_kind.items():
+            kept = [replace(item, index=renumbered[item.index]) for item in items if item.index in renumbered]
+            if kept:
+                by_kind[kind] = kept
+        return Prepared([self.outcomes[position] for position in positions], by_kind)
+
+
+Held = dict[str, dict[tuple[Any, ...], tuple[Any, Any]]]  # the versions held, by kind and key
+
+
+def prepare(envelopes: Sequence[Envelope]) -> Prepared:
     outcomes: list[Outcome | None] = [None] * len(envelopes)
     by_kind: dict[str, list[_Item]] = defaultdict(list)
     for index, envelope in enumerate(envelopes):
@@ -99,23 +119,52 @@ def project(conn: Connection, envelopes: Sequence[Envelope]) -> list[Outcome]:
         projection = REGISTRY[envelope.kind]
         key = tuple(made.values[column] for column in projection.identity)
         by_kind[envelope.kind].append(_Item(index, envelope, made, key))
+    return Prepared(outcomes, dict(by_kind))
+
+
+def look_up(conn: Connection, prepared: Prepared) -> Callable[[], Held]:
+    """Ask for the versions held of the batch's objects (one query a kind, planned by key); what
+    it returns gives them. In a pipeline every query goes with the next round trip, whatever asks
+    for it: a batch of several kinds waits for them once, and a writer that asks before its own
+    lookup (the journal's) waits once for both."""
+    bulk.plan_by_key(conn)
+    later = {
+        kind: bulk.held_versions(conn, REGISTRY[kind].table, REGISTRY[kind].identity, list({i.key for i in items}))
+        for kind, items in prepared.by_kind.items()
+    }
+    return lambda: {kind: rows() for kind, rows in later.items()}
+
+
+def write(conn: Connection, prepared: Prepared, held: Held) -> list[Outcome]:
+    """Write the prepared events, in their order, against the versions ``held`` (``look_up``'s)."""
+    outcomes = list(prepared.outcomes)
+    by_kind = dict(prepared.by_kind)
     implied = sorted({item.snapshot.app for items in by_kind.values() for item in items if item.snapshot.app})
     if "App" in by_kind:
-        _write_kind(conn, REGISTRY["App"], by_kind.pop("App"), outcomes)
+        _write_kind(conn, REGISTRY["App"], by_kind.pop("App"), outcomes, held["App"])
     _ensure_apps(conn, implied)
     for projection in PROJECTIONS:
         if projection.kind in by_kind:
-            _write_kind(conn, projection, by_kind[projection.kind], outcomes)
+            _write_kind(conn, projection, by_kind[projection.kind], outcomes, held[projection.kind])
     return outcomes  # type: ignore[return-value]
 
 
-def project_isolated(conn: Connection, envelopes: Sequence[Envelope]) -> list[Outcome]:
+def project(conn: Connection, envelopes: Sequence[Envelope]) -> list[Outcome]:
+    """Project the events, in their order, on ``conn`` (inside the caller's transaction)."""
+    prepared = prepare(envelopes)
+    return write(conn, prepared, look_up(conn, prepared)())
+
+
+def project_isolated(
+    conn: Connection, envelopes: Sequence[Envelope], looked_up: tuple[Prepared, Held] | None = None
+) -> list[Outcome]:
     """``project``, but an error caused by one event's data fails that event alone: the batch is
     tried in a savepoint, and after an error each event is tried in its own. An outage (the
-    connection lost, the database down) is nobody's data: it propagates."""
+    connection lost, the database down) is nobody's data: it propagates. ``looked_up``: the
+    events already prepared and their held versions read."""
     try:
         with conn.begin_nested():
-            return project(conn, envelopes)
+            return write(conn, *looked_up) if looked_up else project(conn, envelopes)
     except Exception as exc:
         if _is_outage(exc):
             raise
@@ -148,8 +197,9 @@ def _refused(envelope: Envelope, exc: Exception) -> Outcome:
 # --- one kind ------------------------------------------------------------------------------------
 
 
-def _write_kind(conn: Connection, projection: Projection, items: list[_Item], outcomes: list[Any]) -> None:
-    held = bulk.held_versions(conn, projection.table, projection.identity, list({item.key for item in items}))
+def _write_kind(
+    conn: Connection, projection: Projection, items: list[_Item], outcomes: list[Any], held: dict[Any, Any]
+) -> None:
     winners: dict[tuple[Any, ...], _Item] = {}
     for item in items:  # in arrival order: each against everything before it
         current = held.get(item.key)

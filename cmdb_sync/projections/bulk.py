@@ -135,16 +135,18 @@ def plan_by_key(conn: Connection) -> None:
 
 def held_versions(
     conn: Connection, table: Table, identity: tuple[str, ...], keys: Sequence[Key]
-) -> dict[Key, tuple[Any, Any]]:
-    """``(version_at, version_id)`` of each object held, by key; absent keys are not held."""
-    held: dict[Key, tuple[Any, Any]] = {}
+) -> Callable[[], dict[Key, tuple[Any, Any]]]:
+    """What it returns gives ``(version_at, version_id)`` of each object held, by key (absent keys
+    are not held). On PostgreSQL the rows are read when asked: in a pipeline, the lookups of every
+    kind of a batch, and the journal's, come back in one round trip."""
     if not keys:
-        return held
+        return dict
     if conn.dialect.name == "postgresql":
         params = {f"c{i}": [key[i] for key in keys] for i in range(len(identity))}
-        for row in _pg(conn, _pg_held_sql(table, identity), params):
-            held[row[: len(identity)]] = (row[-2], row[-1])
-        return held
+        rows = _pg_later(conn, _pg_held_sql(table, identity), params)
+        width = len(identity)
+        return lambda: {row[:width]: (row[-2], row[-1]) for row in rows()}
+    held: dict[Key, tuple[Any, Any]] = {}
     columns = [table.c[name] for name in identity]
     for start in range(0, len(keys), 500):
         stmt = select(*columns, table.c.version_at, table.c.version_id).where(
@@ -152,7 +154,7 @@ def held_versions(
         )
         for row in conn.execute(stmt):
             held[tuple(row[: len(identity)])] = (row.version_at, row.version_id)
-    return held
+    return lambda: held
 
 
 @cache
