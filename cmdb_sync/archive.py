@@ -328,17 +328,12 @@ class _Dealer:
         lane that answered its ready batch."""
         for lane, (_, outcomes) in self.lanes.receive(None if wait else 0):
             batch, self.in_flight[lane] = self.in_flight[lane] or [], None
-            for (where, archived), (what, detail) in zip(batch, outcomes, strict=True):
+            for (where, archived), outcome in zip(batch, outcomes, strict=True):
                 if archived.event_id is not None:
                     self.copies[archived.event_id] -= 1
                     if not self.copies[archived.event_id]:
                         del self.copies[archived.event_id], self.route[archived.event_id]
-                if what == "unavailable":
-                    raise DatabaseUnavailable(detail)
-                if what == "invalid":
-                    _invalid(self.reporter, where, BadDelivery(detail))
-                else:
-                    self.reporter.advance(what)
+                _report(self.reporter, where, outcome)
             self._send_ready(lane)
 
     def _send_ready(self, lane: int) -> None:
@@ -359,29 +354,40 @@ def _import_lane(url: str, inbox: Pipe, outbox: Pipe) -> None:
     try:
         sessions = make_session_factory(engine)
         while (deliveries := inbox.recv()) is not None:
-            outcomes = []
-            for result in ingest_batch(sessions, deliveries):
-                if isinstance(result, DatabaseUnavailable):
-                    outcomes.append(("unavailable", result.detail))
-                elif isinstance(result, BadDelivery):
-                    outcomes.append(("invalid", result.detail))
-                else:
-                    outcomes.append((result.status.value, None))
-            outbox.send(("batch", outcomes))
+            outbox.send(("batch", [_outcome(result) for result in ingest_batch(sessions, deliveries)]))
     finally:
         engine.dispose()
+
+
+Outcome = tuple[str, str | None]  # a delivery's status, or "invalid" or "unavailable" and why
+
+
+def _outcome(result: Any) -> Outcome:
+    """What ``ingest_batch`` answered for a delivery, as a lane sends it back (an error is not sent
+    across processes, its words are)."""
+    if isinstance(result, DatabaseUnavailable):
+        return "unavailable", result.detail
+    if isinstance(result, BadDelivery):
+        return "invalid", result.detail
+    return result.status.value, None
+
+
+def _report(reporter: Reporter, where: str, outcome: Outcome) -> None:
+    """Count a delivery's outcome; a bad one is noted with where it is; the database gone stops the import."""
+    what, detail = outcome
+    if what == "unavailable":
+        raise DatabaseUnavailable(detail or "")
+    if what == "invalid":
+        _invalid(reporter, where, BadDelivery(detail or ""))
+    else:
+        reporter.advance(what)
 
 
 def _ingest(session_factory: sessionmaker[Session], batch: list[tuple[str, Delivery]], reporter: Reporter) -> None:
     if not batch:
         return
     for (where, _), result in zip(batch, ingest_batch(session_factory, [d for _, d in batch]), strict=True):
-        if isinstance(result, DatabaseUnavailable):
-            raise result
-        if isinstance(result, BadDelivery):
-            _invalid(reporter, where, result)
-        else:
-            reporter.advance(result.status)
+        _report(reporter, where, _outcome(result))
 
 
 def _invalid(reporter: Reporter, where: str, exc: BadDelivery) -> None:
