@@ -233,8 +233,10 @@ def _journal_and_project(
         # in a pipeline, the held versions of every candidate's object are asked for first, so that
         # the journal's lookup brings them back with its own round trip (a duplicate's are not
         # needed: few are); alone, the delivery is looked up and written in its savepoint
-        prepared = prepare([envelope for _, envelope, _ in candidates]) if pipelining else None
-        versions = look_up(conn, prepared) if prepared is not None else None
+        ahead = None
+        if pipelining:
+            prepared = prepare([envelope for _, envelope, _ in candidates])
+            ahead = (prepared, look_up(conn, prepared))
         held = bulk.journaled(conn, EventId.__table__, Event.__table__, [envelope.id for _, envelope, _ in candidates])
         fresh, again = [], []
         for position, entry in enumerate(candidates):
@@ -257,7 +259,7 @@ def _journal_and_project(
             return written
         projecting = [candidates[position] for position in fresh + again]
         envelopes = [envelope for _, envelope, _ in projecting]
-        looked_up = (prepared.only(fresh + again), versions()) if prepared is not None and versions else None
+        looked_up = (ahead[0].only(fresh + again), ahead[1]()) if ahead is not None else None
         # alone, a delivery the database refuses is kept as failed; in a batch, it fails the batch,
         # whose deliveries ingest_batch then writes one by one
         if len(projecting) == 1 or looked_up is None:
