@@ -139,10 +139,15 @@ def write(conn: Connection, prepared: Prepared, held: Held) -> list[Outcome]:
     """Write the prepared events, in their order, against the versions ``held`` (``look_up``'s)."""
     outcomes = list(prepared.outcomes)
     by_kind = dict(prepared.by_kind)
-    implied = sorted({item.snapshot.app for items in by_kind.values() for item in items if item.snapshot.app})
+    # Every app the batch names, its App events' own included, is made to exist first, in one
+    # statement in key order: the apps another writer may be creating at the same moment are then
+    # locked in the same order by both (an App event's new app, then another batch's implied app:
+    # two import lanes deadlocked on each other that way).
+    named = {item.snapshot.app for items in by_kind.values() for item in items if item.snapshot.app}
+    named.update((item.snapshot.values["org_id"], item.snapshot.values["name"]) for item in by_kind.get("App", ()))
+    _ensure_apps(conn, sorted(named))
     if "App" in by_kind:
         _write_kind(conn, REGISTRY["App"], by_kind.pop("App"), outcomes, held["App"])
-    _ensure_apps(conn, implied)
     for projection in PROJECTIONS:
         if projection.kind in by_kind:
             _write_kind(conn, projection, by_kind[projection.kind], outcomes, held[projection.kind])

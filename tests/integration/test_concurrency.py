@@ -169,3 +169,48 @@ def test_two_processes_receiving_one_shuffled_set_with_duplicates_end_in_the_sor
         for event in sorted(events, key=lambda e: (e["body"]["time"], e["body"]["id"])):
             ingest(sorted_run.sessions, event["headers"], raw(event))
         assert dump_state(served.engine) == dump_state(sorted_run.engine)
+
+
+@pytest.mark.postgres_only
+def test_two_writers_creating_each_others_apps_do_not_deadlock(databases) -> None:
+    """Two import lanes: one has app A's own App event and an env of app B (implied), the other
+    B's App event and an env of A. Each creates both apps; created in two statements (its App
+    event's first) they locked them in opposite orders and deadlocked now and then."""
+    from sqlalchemy.exc import DBAPIError
+
+    from cmdb_sync import migrate
+    from cmdb_sync.db import make_engine
+    from cmdb_sync.events import parse_envelope
+    from cmdb_sync.projections.batch import project
+    from tests.helpers import app_event
+
+    def envelopes(own: str, other: str, time: int) -> list:
+        events = [app_event("Create", time, name=own), env_event("Create", time, app=other)]
+        return [parse_envelope(event["headers"], raw(event))[0] for event in events]
+
+    url = databases.fresh("postgresql")
+    migrate.upgrade(url)
+    engine = make_engine(url, pool_size=2)
+    deadlocks = []
+
+    def write(batch: list, barrier: threading.Barrier, round_: int) -> None:
+        barrier.wait()
+        try:
+            with engine.begin() as conn:
+                project(conn, batch)
+                time.sleep(0.002)  # both hold what they wrote for a moment
+        except DBAPIError as exc:
+            if "deadlock" in str(exc.orig):
+                deadlocks.append(round_)
+
+    for round_ in range(40):
+        a, b = f"a{round_}", f"b{round_}"
+        batches = [envelopes(a, b, 1000 + round_), envelopes(b, a, 1000 + round_)]
+        barrier = threading.Barrier(2)
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(write, batches, [barrier] * 2, [round_] * 2))
+    with engine.connect() as conn:
+        envs = conn.scalar(select(func.count()).select_from(Env))
+    engine.dispose()
+    assert deadlocks == []
+    assert envs == 80
