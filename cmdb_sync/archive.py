@@ -22,14 +22,14 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cmdb_sync.db import keyset_batches, make_engine, make_session_factory
+from cmdb_sync.db import FillingStatistics, keyset_batches, make_engine, make_session_factory
 from cmdb_sync.errors import BadDelivery, DatabaseUnavailable
 from cmdb_sync.events import header, json_decoded
 from cmdb_sync.ingest import Delivery, engine_of, ingest_batch
 from cmdb_sync.lanes import Lanes, LaneStopped, Pipe, running
 from cmdb_sync.models import Event, stored_json
 from cmdb_sync.progress import Reporter
-from cmdb_sync.projections import REGISTRY
+from cmdb_sync.projections import REGISTRY, object_tables
 from cmdb_sync.status import Status
 
 EXPORT_BATCH = 500
@@ -226,7 +226,8 @@ def import_documents(
     engine = engine_of(session_factory)
     if engine.dialect.name == "postgresql" and IMPORT_LANES > 1:
         url = engine.url.render_as_string(hide_password=False)
-        _import_in_lanes(url, _parsed(located, reporter), reporter, min(batch_size, IMPORT_LANE_BATCH))
+        statistics = FillingStatistics(engine, [table.name for table in object_tables()])
+        _import_in_lanes(url, _parsed(located, reporter), reporter, min(batch_size, IMPORT_LANE_BATCH), statistics)
         return
     batch: list[tuple[str, Delivery]] = []
     for where, archived in _parsed(located, reporter):
@@ -265,11 +266,15 @@ def _delivery(archived: ArchivedDelivery) -> Delivery:
 
 
 def _import_in_lanes(
-    url: str, parsed: Iterator[tuple[str, ArchivedDelivery]], reporter: Reporter, batch_size: int
+    url: str,
+    parsed: Iterator[tuple[str, ArchivedDelivery]],
+    reporter: Reporter,
+    batch_size: int,
+    statistics: FillingStatistics,
 ) -> None:
     try:
         with running(_import_lane, [(url,)] * IMPORT_LANES, name="cmdb-sync import") as importing:
-            dealer = _Dealer(importing, reporter, batch_size)
+            dealer = _Dealer(importing, reporter, batch_size, statistics)
             for number, (where, archived) in enumerate(parsed):
                 dealer.deal(where, archived)
                 if number % 64 == 0:
@@ -286,8 +291,9 @@ class _Dealer:
     """Deals parsed deliveries to the lanes. Each lane has a batch in flight, one ready to go the
     moment it answers, and one filling; this process blocks only when a lane has all three."""
 
-    def __init__(self, lanes: Lanes, reporter: Reporter, batch_size: int) -> None:
-        self.lanes, self.reporter, self.batch_size = lanes, reporter, batch_size
+    def __init__(self, lanes: Lanes, reporter: Reporter, batch_size: int, statistics: FillingStatistics) -> None:
+        self.lanes, self.reporter, self.batch_size, self.statistics = lanes, reporter, batch_size, statistics
+        self.answered = 0
         count = len(lanes.processes)
         self.in_flight: list[Batch | None] = [None] * count
         self.ready: list[Batch | None] = [None] * count
@@ -335,6 +341,8 @@ class _Dealer:
                         del self.copies[archived.event_id], self.route[archived.event_id]
                 _report(self.reporter, where, outcome)
             self._send_ready(lane)
+            self.answered += len(batch)
+            self.statistics.written(self.answered)
 
     def _send_ready(self, lane: int) -> None:
         batch = self.ready[lane]

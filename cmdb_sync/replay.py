@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cmdb_sync.db import (
     BRIEF_LOCK_WAIT,
+    FillingStatistics,
     giving_way,
     keyset_batches,
     make_engine,
@@ -33,7 +34,7 @@ from cmdb_sync.ingest import engine_of, record_statuses
 from cmdb_sync.lanes import LaneStopped, running
 from cmdb_sync.models import Base, Event, RebuildRun, Version
 from cmdb_sync.progress import Reporter
-from cmdb_sync.projections import projection_tables
+from cmdb_sync.projections import object_tables, projection_tables
 from cmdb_sync.projections.batch import Outcome, project_isolated
 from cmdb_sync.status import Status
 from cmdb_sync.times import iso_utc, now_utc
@@ -330,7 +331,8 @@ def _rebuild_beside(
         lanes = _lanes(shadow, run)
         if lanes:
             # the lanes share the batch: the rebuild holds as much in memory as one walk would
-            _walk_in_lanes(url, run, lanes, max(1, batch_size // len(lanes)), reporter)
+            statistics = FillingStatistics(shadow, [table.name for table in object_tables()])
+            _walk_in_lanes(url, run, lanes, max(1, batch_size // len(lanes)), reporter, statistics)
         else:
             for batch in _batches(shadow_sessions, Selection(received_before=run.started_at), batch_size, run):
                 for status in _replay_batch(shadow_sessions, batch, position=_run_position(run)):
@@ -409,17 +411,27 @@ def _lane_position(run_id: int, lane: int) -> Position:
     return record
 
 
-def _walk_in_lanes(url: str, run: RebuildRun, lanes: list[_LanePosition], batch_size: int, reporter: Reporter) -> None:
+def _walk_in_lanes(
+    url: str,
+    run: RebuildRun,
+    lanes: list[_LanePosition],
+    batch_size: int,
+    reporter: Reporter,
+    statistics: FillingStatistics,
+) -> None:
     """Walk the journal in one process per lane; tell the reporter what each batch did."""
     arguments = [
         (url, run.id, run.started_at, (lane, len(lanes)), position, batch_size) for lane, position in enumerate(lanes)
     ]
     try:
         with running(_walk_lane, arguments, name="cmdb-sync rebuild") as walking:
+            walked = 0
             while walking.working:
                 for _, (_, counts) in walking.receive():
                     for status, n in counts.items():
                         reporter.advance(status, n)
+                    walked += sum(counts.values())
+                    statistics.written(walked)
     except LaneStopped as exc:
         msg = (
             f"rebuild lane {exc.lane} {exc.detail}; run `cmdb-sync replay --rebuild` again to continue where it stopped"

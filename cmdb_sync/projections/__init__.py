@@ -43,3 +43,8 @@ def projection_tables() -> list[Table]:
     """Every projected table, children before their parents (the order a rebuild empties them in)."""
     projected = {table for projection in PROJECTIONS for table in projection.tables}
     return [table for table in reversed(Base.metadata.sorted_tables) if table in projected]
+
+
+def object_tables() -> list[Table]:
+    """Each kind's own table (not its children): what every batch looks objects up in by key."""
+    return [projection.table for projection in PROJECTIONS]

@@ -587,6 +587,7 @@ def test_a_rebuild_in_lanes_stops_when_a_lane_is_killed_and_continues_after(data
 def test_a_lane_that_cannot_reach_the_database_stops_the_rebuild_with_its_reason() -> None:
     import io
 
+    from cmdb_sync.db import FillingStatistics, make_engine
     from cmdb_sync.models import RebuildRun
     from cmdb_sync.progress import reporting
     from cmdb_sync.replay import RebuildStopped, _LanePosition, _walk_in_lanes
@@ -595,7 +596,7 @@ def test_a_lane_that_cannot_reach_the_database_stops_the_rebuild_with_its_reason
     nowhere = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"
     lanes = [_LanePosition(None, None, None)] * 2
     with reporting("rebuild", stream=io.StringIO()) as reporter, pytest.raises(RebuildStopped) as stopped:
-        _walk_in_lanes(nowhere, run, lanes, 10, reporter)
+        _walk_in_lanes(nowhere, run, lanes, 10, reporter, FillingStatistics(make_engine(nowhere), ["apps"]))
     assert "rebuild lane" in str(stopped.value) and "failed" in str(stopped.value)
     assert "127.0.0.1" in str(stopped.value) or "refused" in str(stopped.value), str(stopped.value)
 
@@ -751,3 +752,44 @@ def test_a_failed_delivery_sent_again_with_a_fix_during_a_rebuild_is_in_the_rebu
         assert session.scalars(select(Env.name)).all() == ["fixed-env"]
         assert session.get(Event, fixed["body"]["id"]).status == "applied"
     database.dispose()
+
+
+@pytest.mark.postgres_only
+def test_a_bulk_write_refreshes_the_statistics_of_the_tables_it_fills_at_each_step(databases) -> None:
+    from sqlalchemy import text
+
+    from cmdb_sync.db import FillingStatistics, make_engine
+
+    url = databases.fresh("postgresql")
+    migrate.upgrade(url)
+    engine = make_engine(url, pool_size=1)
+
+    def tuples() -> float:
+        with engine.connect() as conn:
+            return conn.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'apps'"))
+
+    def add(count: int, start: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO apps (org_id, name) SELECT 'org', 'app' || n FROM generate_series(CAST(:a AS int), CAST(:b AS int)) n"
+                ),
+                {"a": start, "b": start + count - 1},
+            )
+
+    statistics = FillingStatistics(engine, ["apps"], at=(10, 100))
+    add(5, 0)
+    statistics.written(9)
+    assert tuples() == -1  # never analyzed
+    statistics.written(10)
+    assert tuples() == 5
+    add(50, 5)
+    statistics.written(99)  # the first step is taken already, the next not reached
+    assert tuples() == 5
+    add(50, 55)
+    statistics.written(500)  # past the last step: analyzed once more, then never
+    assert tuples() == 105
+    add(10, 105)
+    statistics.written(1_000)
+    assert tuples() == 105
+    engine.dispose()
