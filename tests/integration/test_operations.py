@@ -793,3 +793,32 @@ def test_a_bulk_write_refreshes_the_statistics_of_the_tables_it_fills_at_each_st
     statistics.written(1_000)
     assert tuples() == 105
     engine.dispose()
+
+
+@pytest.mark.postgres_only
+def test_analyze_after_a_bulk_load_covers_every_table_or_the_ones_named(databases) -> None:
+    from sqlalchemy import text
+
+    from cmdb_sync.db import Database
+
+    url = databases.fresh("postgresql")
+    migrate.upgrade(url)
+    analyzed = "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') AND reltuples >= 0"
+    with Database.open(url, pool_size=2) as database:
+        event = env_event("Update", 1000)
+        ingest(database.sessions, event["headers"], raw(event))
+        database.analyze(["envs", "env_labels"])
+        with database.engine.connect() as conn:
+            assert set(conn.execute(text(analyzed)).scalars()) == {"envs", "env_labels"}
+        database.analyze()
+        with database.engine.connect() as conn:
+            names = set(conn.execute(text(analyzed)).scalars())
+            tables = set(
+                conn.execute(
+                    text(
+                        "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p')"
+                    )
+                ).scalars()
+            )
+    assert "events" in names and "apps" in names
+    assert names == tables  # partitions included: ANALYZE of the journal reaches each month's
