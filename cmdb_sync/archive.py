@@ -91,10 +91,12 @@ def object_key(headers: dict[str, str], body: Any) -> str:
     """A key shared by every event of one object, read off the body without validating it: an
     import deals deliveries to lanes by it, so that each object's are ingested in order."""
     kind = body.get("objectKind") if isinstance(body, dict) else None
+    if not isinstance(kind, str):  # refused when ingested; dealt anywhere meanwhile
+        kind = None
     app = header(headers, "X-AppStack-App") or ""  # as the projection reads it
     attributes = body.get("objectAttributes") if isinstance(body, dict) else None
-    if isinstance(attributes, dict):
-        for name in _NAMED_BY.get(kind, ()):  # type: ignore[arg-type]
+    if isinstance(attributes, dict) and kind is not None:
+        for name in _NAMED_BY.get(kind, ()):
             value = attributes.get(name)
             if isinstance(value, str) and value:
                 return f"{kind}:{value}"

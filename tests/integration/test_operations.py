@@ -290,6 +290,8 @@ def test_import_from_stdin_with_bad_lines_and_bare_bodies(engine, session_factor
         json.dumps({"headers": {}, "body": {"objectKind": "Env"}}),
         json.dumps(bare_update, ensure_ascii=False),
         json.dumps({"headers": {"X-AppStack-Event": 5}, "body": good["body"]}),
+        json.dumps({"headers": {}, "body": {**good["body"], "objectKind": ["Env"]}}),
+        json.dumps({**bare_update, "objectKind": {"kind": "Env"}}),
     ]
     result = cli(migrated_url, "import", "-", input="\n".join(lines) + "\n")
     assert result.exit_code == 2  # something was skipped: say so in the exit status too
@@ -297,7 +299,9 @@ def test_import_from_stdin_with_bad_lines_and_bare_bodies(engine, session_factor
     assert "line 4: skipped: not a JSON object" in result.output
     assert "line 5: skipped: id: required" in result.output
     assert "line 7: skipped: headers: must be an object of strings" in result.output
-    assert "6 processed (applied: 2, invalid: 4)" in result.output
+    assert "line 8: skipped: objectKind: required, a non-empty string" in result.output  # not a crash
+    assert "line 9: skipped: objectKind: required, a non-empty string" in result.output
+    assert "8 processed (applied: 2, invalid: 6)" in result.output
     with session_factory() as session:
         env = session.scalars(select(Env)).one()
         events = session.scalar(select(func.count()).select_from(Event))
