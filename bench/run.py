@@ -329,6 +329,7 @@ def replay_target(backend: str, events: int, *, is_target: bool) -> None:
                 capture_output=True,
             )
             for what, args in (("import", ["import", str(journal)]), ("replay --rebuild", ["replay", "--rebuild"])):
+                os.sync()  # the journal just written, and what the last command wrote, on disk before the clock starts
                 seconds, peak, summary = timed_command(args, env)
                 rate = events / seconds
                 label = f"{what} {backend}, {events:,} events of 7 kinds"
