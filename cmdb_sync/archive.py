@@ -11,6 +11,7 @@ all duplicates; into an empty one it rebuilds the same state.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -129,8 +130,11 @@ def parse_line(line: str) -> ArchivedDelivery:
     try:
         document, strict = json_decoded(line)
     except ValueError as exc:
+        _refuse_undecodable(line)
         msg = f"not valid JSON ({exc})"
         raise BadDelivery(msg) from None
+    if not strict:  # msgspec takes only text that is Unicode throughout
+        _refuse_undecodable(line)
     if not isinstance(document, dict):
         msg = "not a JSON object"
         raise BadDelivery(msg)
@@ -164,6 +168,19 @@ def parse_line(line: str) -> ArchivedDelivery:
         event_id=str(event_id) if isinstance(event_id, str | int) else None,
         object_key=object_key(headers, body),
     )
+
+
+# `import` reads files with errors="surrogateescape": a byte that is not UTF-8 becomes U+DC80..U+DCFF
+# in the text, and the line that holds it is refused, not the whole import.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def _refuse_undecodable(line: str) -> None:
+    found = _ESCAPED_BYTE.search(line)
+    if found is not None:
+        byte = ord(found.group()) - 0xDC00
+        msg = f"not valid UTF-8 text (byte 0x{byte:02x} at character {found.start() + 1})"
+        raise BadDelivery(msg)
 
 
 def _unicode(value: Any) -> bool:

@@ -313,6 +313,11 @@ class Month(click.ParamType):
             self.fail(f"{value!r} is not a month like 2025-01", param, ctx)
 
 
+# A byte that is not UTF-8 is kept as U+DC80..U+DCFF (Python's surrogateescape): the line that
+# holds it is refused with where it is (archive.parse_line), the rest of the file imported.
+UNDECODABLE = "surrogateescape"
+
+
 class DeliveriesFile(click.File):
     """A file to read deliveries from; a gzip'd one (as `journal archive` writes) is read through gzip."""
 
@@ -321,7 +326,7 @@ class DeliveriesFile(click.File):
             import gzip
 
             try:
-                opened = gzip.open(value, "rt", encoding="utf-8")
+                opened = gzip.open(value, "rt", encoding="utf-8", errors=UNDECODABLE)
             except OSError as exc:
                 self.fail(f"{value!r}: {exc.strerror or exc}", param, ctx)
             if ctx is not None:
@@ -391,7 +396,13 @@ def replay(
 
 
 @main.command("import")
-@click.argument("sources", metavar="FILE...", nargs=-1, required=True, type=DeliveriesFile("r", encoding="utf-8"))
+@click.argument(
+    "sources",
+    metavar="FILE...",
+    nargs=-1,
+    required=True,
+    type=DeliveriesFile("r", encoding="utf-8", errors=UNDECODABLE),
+)
 def import_(sources: tuple[TextIO, ...]) -> None:
     """Ingest archived deliveries from each FILE ('-' for stdin), in order: JSON Lines (one
     {"headers": {...}, "body": {...}} or bare body a line, as `export` writes; gzip'd, as
@@ -409,7 +420,7 @@ def import_(sources: tuple[TextIO, ...]) -> None:
     total = None
     if len(sources) == 1 and sources[0] is not sys.stdin and sources[0].seekable():
         total = count_json_lines(sources[0])
-    located = chain.from_iterable(documents(source.name, source) for source in sources)
+    located = chain.from_iterable(documents(getattr(source, "name", "<stdin>"), source) for source in sources)
     with _database(settings) as database, reporting("import", total=total) as reporter:
         try:
             import_documents(database.sessions, located, reporter)

@@ -830,3 +830,17 @@ def test_analyze_after_a_bulk_load_covers_every_table_or_the_ones_named(database
             )
     assert "events" in names and "apps" in names
     assert names == tables  # partitions included: ANALYZE of the journal reaches each month's
+
+
+def test_import_refuses_a_line_that_is_not_utf8_and_imports_the_rest(engine, migrated_url, seed, tmp_path) -> None:
+    """A corrupt byte in an archive costs its line, not the import (it was a traceback)."""
+    deliveries = [seed["03_Env_Create"], seed["04_Env_Update"]]
+    good = [json.dumps({"headers": d["headers"], "body": d["body"]}, ensure_ascii=False).encode() for d in deliveries]
+    archive = tmp_path / "archive.jsonl"
+    archive.write_bytes(good[0] + b"\n" + b'{"headers": {}, "body": {"id": "x\xff"}}\n' + good[1] + b"\n")
+    result = cli(migrated_url, "import", str(archive))
+    assert result.exit_code == 2, result.output
+    assert "line 2: skipped: not valid UTF-8 text (byte 0xff at character 34)" in result.output
+    assert "3 processed (applied: 2, invalid: 1)" in result.output
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Event)) == 2
