@@ -804,6 +804,37 @@ def test_a_bulk_write_refreshes_the_statistics_of_the_tables_it_fills_at_each_st
 
 
 @pytest.mark.postgres_only
+def test_statistics_that_cannot_be_refreshed_at_once_are_skipped_not_waited_for(databases, caplog) -> None:
+    """Only for speed: a table another session is analyzing (its lock held) costs a second and a
+    warning, not the bulk write."""
+    import threading
+
+    from sqlalchemy import text
+
+    from cmdb_sync.db import STATISTICS_LOCK_WAIT, FillingStatistics, make_engine
+
+    url = databases.fresh("postgresql")
+    migrate.upgrade(url)
+    engine = make_engine(url, pool_size=2)
+    statistics = FillingStatistics(engine, ["apps"], at=(1,))
+    with engine.connect() as holder:
+        holder.exec_driver_sql("LOCK TABLE apps IN SHARE UPDATE EXCLUSIVE MODE")  # as ANALYZE takes it
+        refresher = threading.Thread(target=statistics.written, args=(1,))
+        refresher.start()
+        refresher.join(timeout=15)
+        gave_up = not refresher.is_alive()  # it would wait for the lock as long as it is held
+        holder.rollback()
+        refresher.join()
+    with engine.connect() as conn:
+        tuples = conn.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'apps'"))
+    engine.dispose()
+    assert STATISTICS_LOCK_WAIT == "1s" and gave_up
+    assert tuples == -1  # not analyzed
+    assert "statistics of apps not refreshed at 1 rows" in caplog.text
+    assert "lock timeout" in caplog.text
+
+
+@pytest.mark.postgres_only
 def test_analyze_after_a_bulk_load_covers_every_table_or_the_ones_named(databases) -> None:
     from sqlalchemy import text
 
