@@ -128,23 +128,23 @@ class Database:
             return
         with self.engine.connect() as connection:
             sizes = connection.execute(
-                text(
-                    "SELECT c.relname, least(greatest(c.reltuples, 0) + sum(coalesce(p.reltuples, 0)), 30000) "
+                text(  # pages now (reltuples is stale until the first ANALYZE); a partitioned table twice
+                    "SELECT c.relname, (1 + (c.relkind = 'p')::int) * least(30000, "
+                    "(pg_relation_size(c.oid) + coalesce(sum(pg_relation_size(i.inhrelid)), 0)) / 8192)::bigint "
                     "FROM pg_class c LEFT JOIN pg_inherits i ON i.inhparent = c.oid "
-                    "LEFT JOIN pg_class p ON p.oid = i.inhrelid "
                     "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') "
-                    "AND NOT c.relispartition GROUP BY c.oid, c.relname, c.reltuples"
+                    "AND NOT c.relispartition GROUP BY c.oid, c.relname, c.relkind"
                 )
             ).all()
         wanted = set(tables)
         halves: tuple[list[str], list[str]] = ([], [])
         weights = [0.0, 0.0]
-        for name, rows in sorted(sizes, key=lambda row: -row[1]):  # ANALYZE samples 30,000 rows at most
+        for name, pages in sorted(sizes, key=lambda row: -row[1]):  # ANALYZE samples 30,000 pages at most
             if wanted and name not in wanted:
                 continue
             lighter = weights.index(min(weights))
             halves[lighter].append(name)
-            weights[lighter] += rows + 1000  # a table's own cost, whatever its rows
+            weights[lighter] += pages + 500  # a table's own cost, however small
         with ThreadPoolExecutor(2) as pool:
             for done in [pool.submit(self._analyze, half) for half in halves if half]:
                 done.result()  # an error is the command's
