@@ -10,9 +10,11 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -347,6 +349,38 @@ def _finish(reporter: ProgressReporter, what: str) -> None:
     click.echo(f"{what}: {reporter.tally.summary()}", err=True)
 
 
+class _Signalled(KeyboardInterrupt):
+    """A termination signal, raised where the command is, so that it unwinds as from Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _stoppable(reporter: ProgressReporter, done: str, again: str) -> Iterator[None]:
+    """A long command stopped by Ctrl-C or SIGTERM (``kill``, systemd, a container's stop) ends
+    as an operator expects: its lanes stopped, each batch whole (what was committed stays), the
+    count of what was done and how to go on, and the shell's exit status for that signal (130,
+    143), instead of a traceback or a silent death."""
+
+    def terminate(signum: int, _frame: Any) -> None:
+        raise _Signalled(signum)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if main_thread else None
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, _Signalled) else signal.SIGINT
+        _finish(reporter, done)
+        click.echo(f"stopped by {signal.Signals(signum).name}: what was written is committed; {again}", err=True)
+        raise SystemExit(128 + signum) from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 @main.command()
 @click.option("--failed", "failed_only", is_flag=True, help="Only events journaled as failed.")
 @click.option("--rebuild", is_flag=True, help="Empty every projection and re-apply the whole journal.")
@@ -386,7 +420,12 @@ def replay(
             f"note: {kind!r} is not a kind cmdb-sync projects ({known}); its events replay as unsupported", err=True
         )
     selection = Selection(failed_only=failed_only, since=since, kind=kind)
-    with _database(settings) as database, reporting("rebuild" if rebuild else "replay") as reporter:
+    again = "run it again to continue where it stopped" if rebuild else "run it again (replaying is idempotent)"
+    with (
+        _database(settings) as database,
+        reporting("rebuild" if rebuild else "replay") as reporter,
+        _stoppable(reporter, "replayed before it stopped", again),
+    ):
         try:
             run_replay(database.sessions, selection, reporter, rebuild=rebuild, restart=restart, batch_size=batch_size)
         except RebuildStopped as exc:
@@ -421,13 +460,17 @@ def import_(sources: tuple[TextIO, ...]) -> None:
     if len(sources) == 1 and sources[0] is not sys.stdin and sources[0].seekable():
         total = count_json_lines(sources[0])
     located = chain.from_iterable(documents(getattr(source, "name", "<stdin>"), source) for source in sources)
-    with _database(settings) as database, reporting("import", total=total) as reporter:
+    again = "import the same files again to finish (what was imported is then a duplicate)"
+    with (
+        _database(settings) as database,
+        reporting("import", total=total) as reporter,
+        _stoppable(reporter, "imported before it stopped", again),
+    ):
         try:
             import_documents(database.sessions, located, reporter)
         except (ImportStopped, DatabaseUnavailable) as exc:
             _finish(reporter, "imported before it stopped")
-            msg = f"{exc}; import the same files again to finish (what was imported is then a duplicate)"
-            raise click.ClickException(msg) from None
+            raise click.ClickException(f"{exc}; {again}") from None
         database.analyze()
     _finish(reporter, "imported")
     if reporter.tally.counts.get(Status.INVALID):
@@ -559,6 +602,7 @@ def backfill(org: str, app: str | None, base_url: str | None, edition: str, max_
             _database(settings) as database,
             appstack_http(base_url or CENTRAL_BASE_URL, settings.appstack_token) as http,
             reporting("backfill") as reporter,
+            _stoppable(reporter, "backfilled before it stopped", "run the same command again to resume"),
         ):
             client = AppStackClient(http, org=org, edition=edition)
             report = Backfill(database.sessions, client, org=org, app=app, max_delete=fraction, reporter=reporter).run()

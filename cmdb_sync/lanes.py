@@ -68,8 +68,8 @@ class Lanes:
 @contextmanager
 def running(work: Callable[..., None], arguments: list[tuple[Any, ...]], *, name: str) -> Iterator[Lanes]:
     """One lane per ``arguments``: ``work(*its_arguments, inbox, outbox)`` in a spawned process.
-    Leaving early (an error, Ctrl-C) terminates the lanes still working: their transactions roll
-    back."""
+    Leaving early (an error, Ctrl-C, SIGTERM) terminates the lanes still working: each batch in
+    flight rolls back, or commits if its commit was already sent; either way it is whole."""
     context = multiprocessing.get_context("spawn")
     processes, inboxes, outboxes = [], [], []
     lanes: Lanes | None = None
@@ -105,6 +105,11 @@ def _lane(work: Callable[..., None], args: tuple[Any, ...], inbox: Pipe, outbox:
         outbox.send(("done",))
     except KeyboardInterrupt:  # the operator stopped the command: the parent says so
         pass
+    except (EOFError, BrokenPipeError):  # the parent went away (stopped, killed): nobody to tell
+        pass
     except Exception as exc:  # noqa: BLE001 - told to the parent, which stops the command with it
         detail = describe_error(exc) if isinstance(exc, SQLAlchemyError) else f"{type(exc).__name__}: {exc}"
-        outbox.send(("failed", detail))
+        try:
+            outbox.send(("failed", detail))
+        except BrokenPipeError:
+            pass

@@ -725,6 +725,80 @@ def test_an_import_whose_lane_is_killed_stops_with_a_message_and_finishes_when_r
 
 
 @pytest.mark.postgres_only
+def test_an_import_stopped_by_sigterm_says_what_it_did_and_finishes_when_run_again(databases, tmp_path) -> None:
+    """``kill``, systemd or a container's stop sends SIGTERM: the import stops its lanes, says what
+    it imported and how to go on, and exits 143, instead of dying silently while its lanes print
+    tracebacks. Each batch is whole, so the same import run again finishes the job."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from cmdb_sync.db import Database
+    from tests.helpers import dump_state
+
+    events = lane_world()
+    path = tmp_path / "world.jsonl"
+    path.write_text(
+        "\n".join(json.dumps({"headers": e["headers"], "body": e["body"]}) for e in events), encoding="utf-8"
+    )
+    expected_url = databases.fresh("postgresql")
+    migrate.upgrade(expected_url)
+    assert cli(expected_url, "import", str(path)).exit_code == 0
+    with Database.open(expected_url) as database:
+        expected = dump_state(database.engine)
+
+    url = databases.fresh("postgresql")
+    migrate.upgrade(url)
+    database = Database.open(url)
+    first = tmp_path / "first.jsonl"
+    first.write_text("\n".join(path.read_text(encoding="utf-8").splitlines()[:300]), encoding="utf-8")
+    assert cli(url, "import", str(first)).exit_code == 0
+    holder = database.engine.connect()
+    holder.exec_driver_sql("LOCK TABLE versions IN EXCLUSIVE MODE")  # the lanes' batches wait on it
+    command = [sys.executable, "-m", "cmdb_sync", "import", str(path)]
+    env = {**os.environ, "CMDB_SYNC_DATABASE_URL": url}
+    stopping = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_lock_waiters(database.engine, 2)
+        lanes = [c for c in psutil.Process(stopping.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+        assert len(lanes) == 2
+        stopping.send_signal(signal.SIGTERM)
+        _, err = stopping.communicate(timeout=60)
+    finally:
+        holder.rollback()
+        holder.close()
+        if stopping.poll() is None:
+            stopping.kill()
+    assert stopping.returncode == 128 + signal.SIGTERM, err
+    assert "imported before it stopped: " in err, err
+    assert "stopped by SIGTERM: what was written is committed; import the same files again to finish" in err
+    assert "Traceback" not in err, err
+    assert not any(lane.is_running() for lane in lanes)
+    deadline = time.monotonic() + 30  # a lane's batch whose commit was sent before it stopped is written now
+    with database.engine.connect() as conn:
+        while (
+            time.monotonic() < deadline
+            and conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND state <> 'idle'"
+            ).scalar_one()
+        ):
+            conn.rollback()
+            time.sleep(0.05)
+        journaled = conn.execute(select(func.count()).select_from(Event)).scalar_one()
+
+    again = cli(url, "import", str(path))
+    assert again.exit_code == 0, again.output
+    assert f"duplicate: {journaled}" in again.output
+    assert dump_state(database.engine) == expected
+    database.dispose()
+
+
+@pytest.mark.postgres_only
 def test_a_failed_delivery_sent_again_with_a_fix_during_a_rebuild_is_in_the_rebuilt_state(
     databases, monkeypatch
 ) -> None:
