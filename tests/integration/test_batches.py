@@ -105,3 +105,51 @@ def test_the_writers_held_connection_is_never_one_the_database_dropped(engine, s
     finally:
         held.close()
     assert sorted(dict(row)["name"] for row in dump_state(engine)["envs"]) == ["'prod'", "'staging'"]
+
+
+def test_a_batch_replaces_each_child_table_of_its_objects_whether_it_has_rows_or_none(engine, session_factory) -> None:
+    """A batch's env labels and profiles (an orchestration's placeholders and components) follow
+    each snapshot: a table a snapshot sends no rows for is emptied, the others filled, and each
+    snapshot is a version."""
+    from sqlalchemy import func, select
+
+    from cmdb_sync.models import Component, Env, EnvLabel, EnvProfile, Placeholder, Version
+    from tests.helpers import orchestration_event
+
+    _empty_all_tables(engine)
+    first = [
+        env_event("Create", 1000, name="a"),
+        env_event("Create", 1000, name="b"),
+        orchestration_event("Create", 1000),
+    ]
+    assert [r.status for r in ingest_batch(session_factory, [Delivery(e["headers"], raw(e)) for e in first])] == [
+        "applied"
+    ] * 3
+    shed_profiles = env_event("Update", 2000, name="a", labels={"tier": "web", "zone": "z1"})
+    shed_profiles["body"]["objectAttributes"]["profiles"] = []
+    shed_labels = env_event("Update", 2000, name="b")
+    shed_labels["body"]["objectAttributes"]["labelList"] = []
+    orchestration = orchestration_event("Update", 2000)
+    orchestration["body"]["objectAttributes"]["placeholderList"] = []
+    orchestration["body"]["objectAttributes"]["componentList"].append(
+        {"name": "deploy", "kind": "Deployment", "content": "---", "priority": 2, "type": "KUBERNETES"}
+    )
+    second = [shed_profiles, shed_labels, orchestration]
+    assert [r.status for r in ingest_batch(session_factory, [Delivery(e["headers"], raw(e)) for e in second])] == [
+        "applied"
+    ] * 3
+
+    with engine.connect() as conn:
+
+        def of(env: str, column):  # noqa: ANN001, ANN202
+            return sorted(
+                conn.execute(select(column).join(Env, Env.id == column.table.c.env_id).where(Env.name == env)).scalars()
+            )
+
+        assert of("a", EnvLabel.name) == ["tier", "zone"]
+        assert of("a", EnvProfile.name) == []
+        assert of("b", EnvLabel.name) == []
+        assert of("b", EnvProfile.name) == ["vars"]
+        assert conn.execute(select(func.count()).select_from(Placeholder)).scalar_one() == 0
+        assert sorted(conn.execute(select(Component.name)).scalars()) == ["deploy", "svc"]
+        assert conn.execute(select(func.count()).select_from(Version)).scalar_one() == 6
