@@ -667,13 +667,10 @@ def test_an_import_in_lanes_answers_and_ends_as_one_process_does(databases, monk
     assert lanes_state == one_state
 
 
-@pytest.mark.postgres_only
-def test_an_import_whose_lane_is_killed_stops_with_a_message_and_finishes_when_run_again(databases, tmp_path) -> None:
-    import signal
-    import threading
-
-    import psutil
-
+def half_imported_lane_world(databases, tmp_path):  # noqa: ANN001, ANN201
+    """The lane world in a file; the state a whole import of it builds; a database holding its first
+    300 lines, and a connection that locks ``versions`` there, so that the lanes of an import of
+    the rest wait mid-batch: ``(path, expected, url, database, holder)``."""
     from cmdb_sync.db import Database
     from tests.helpers import dump_state
 
@@ -696,6 +693,19 @@ def test_an_import_whose_lane_is_killed_stops_with_a_message_and_finishes_when_r
     assert cli(url, "import", str(first)).exit_code == 0
     holder = database.engine.connect()
     holder.exec_driver_sql("LOCK TABLE versions IN EXCLUSIVE MODE")  # the lanes' batches wait on it
+    return path, expected, url, database, holder
+
+
+@pytest.mark.postgres_only
+def test_an_import_whose_lane_is_killed_stops_with_a_message_and_finishes_when_run_again(databases, tmp_path) -> None:
+    import signal
+    import threading
+
+    import psutil
+
+    from tests.helpers import dump_state
+
+    path, expected, url, database, holder = half_imported_lane_world(databases, tmp_path)
 
     def kill_a_lane() -> None:
         wait_for_lock_waiters(database.engine, 2)
@@ -737,28 +747,9 @@ def test_an_import_stopped_by_sigterm_says_what_it_did_and_finishes_when_run_aga
 
     import psutil
 
-    from cmdb_sync.db import Database
     from tests.helpers import dump_state
 
-    events = lane_world()
-    path = tmp_path / "world.jsonl"
-    path.write_text(
-        "\n".join(json.dumps({"headers": e["headers"], "body": e["body"]}) for e in events), encoding="utf-8"
-    )
-    expected_url = databases.fresh("postgresql")
-    migrate.upgrade(expected_url)
-    assert cli(expected_url, "import", str(path)).exit_code == 0
-    with Database.open(expected_url) as database:
-        expected = dump_state(database.engine)
-
-    url = databases.fresh("postgresql")
-    migrate.upgrade(url)
-    database = Database.open(url)
-    first = tmp_path / "first.jsonl"
-    first.write_text("\n".join(path.read_text(encoding="utf-8").splitlines()[:300]), encoding="utf-8")
-    assert cli(url, "import", str(first)).exit_code == 0
-    holder = database.engine.connect()
-    holder.exec_driver_sql("LOCK TABLE versions IN EXCLUSIVE MODE")  # the lanes' batches wait on it
+    path, expected, url, database, holder = half_imported_lane_world(databases, tmp_path)
     command = [sys.executable, "-m", "cmdb_sync", "import", str(path)]
     env = {**os.environ, "CMDB_SYNC_DATABASE_URL": url}
     stopping = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
