@@ -1,4 +1,14 @@
-"""``POST /webhooks/appstack``: authenticate, read the body within its limit, hand it to ingest."""
+"""``POST /webhooks/appstack``: authenticate, read the body within its limit, hand it to ingest.
+
+Most deliveries never reach the route's handler: ``receiving_directly``, the route's own ASGI
+middleware, receives one that carries an accepted token and a ``Content-Length`` within the limit
+(as AppStack sends them), reading it off the ASGI messages and answering with one encoded
+document. py-spy of a worker under load put 28% of its Python time (~90 us a delivery) in
+Litestar's routing, guard, signature and response building for this route, more than
+cmdb-sync's own handling. Everything else (no or a wrong token, no length, too long) goes on to
+the handler, whose answers are the route's reference; both hand over and answer with the same
+functions (``authenticate``, ``hand_over``).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +16,11 @@ import asyncio
 from time import perf_counter
 from typing import Literal
 
+import msgspec
 from litestar import Request, Response, post
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from pydantic import BaseModel
 
 from cmdb_sync.api.auth import ACCESS, PUBLIC, token_accepted
@@ -29,6 +41,12 @@ class WebhookAck(BaseModel):
     error: str | None = None
 
 
+def authenticated(state: ServerState, headers: dict[str, str]) -> bool:
+    """The delivery carries an accepted token, or none is needed."""
+    tokens = state.settings.webhook_tokens
+    return not tokens or token_accepted(header(headers, "X-AppStack-Token"), tokens)
+
+
 def authenticate(state: ServerState, headers: dict[str, str]) -> None:
     tokens = state.settings.webhook_tokens
     if not tokens:
@@ -44,18 +62,98 @@ def authenticate(state: ServerState, headers: dict[str, str]) -> None:
         raise Unauthorized(msg, challenge="X-AppStack-Token")
 
 
-def acknowledge(result: IngestResult) -> Response[WebhookAck]:
-    """The ``WebhookAck``, built as the dict it serialises to: the model documents it, and
-    validating what this process made itself would only cost time on the hottest route."""
+def acknowledge(result: IngestResult) -> tuple[int, dict[str, str]]:
+    """The status code and the ``WebhookAck``, built as the dict it serialises to: the model
+    documents it, and validating what this process made itself would only cost time on the
+    hottest route."""
     status_code = 202 if result.status.acknowledged_as_accepted else 200
     ack = {"event_id": result.event_id, "status": result.status.value}
     if result.error is not None:
         ack["error"] = result.error
-    return Response(ack, status_code=status_code)  # type: ignore[arg-type]
+    return status_code, ack
+
+
+def body_timeout(state: ServerState) -> RequestTimeout:
+    state.metrics.reject("body_timeout")
+    msg = f"body: not received within {state.settings.body_timeout_seconds} s (CMDB_SYNC_BODY_TIMEOUT_SECONDS)"
+    return RequestTimeout(msg)
+
+
+async def hand_over(state: ServerState, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, str]]:
+    """Hand the delivery to the writer, count it, and what to answer: only once it is written."""
+    started = perf_counter()
+    try:
+        result = await state.writer.submit(Delivery(headers, raw, now_utc()))
+    except BadDelivery as exc:
+        state.metrics.reject("bad_request")
+        raise exc from None
+    except DatabaseUnavailable:
+        state.metrics.reject("database_unavailable")
+        raise
+    state.metrics.ingest_seconds.observe(perf_counter() - started)
+    state.metrics.delivered(result.kind, result.action, result.status)
+    if result.conflict:
+        state.metrics.conflict()
+    return acknowledge(result)
+
+
+_encode = msgspec.json.Encoder().encode
+_JSON = (b"content-type", b"application/json")
+
+
+def receiving_directly(app: ASGIApp) -> ASGIApp:
+    """The route's middleware (see the module's docstring): it answers a delivery whose token is
+    accepted and whose ``Content-Length`` is within the limit itself, and passes every other
+    request on to ``app`` (the handler) untouched (nothing of its body read). Its errors are raised as the
+    handler's are, and Litestar answers them with the same problem details."""
+
+    async def receiving(scope: Scope, receive: Receive, send: Send) -> None:
+        state: ServerState = scope["app"].state.server
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:  # as dict(request.headers): the first of a repeated one
+            headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        if not _length_within(headers.get("content-length", ""), state.settings.max_body_bytes) or not (
+            authenticated(state, headers)
+        ):
+            await app(scope, receive, send)
+            return
+        try:
+            async with asyncio.timeout(state.settings.body_timeout_seconds):
+                raw = await _body(receive)
+        except TimeoutError:
+            raise body_timeout(state) from None
+        if raw is None:
+            return  # the sender went away before it had sent the body: nobody to answer
+        status_code, ack = await hand_over(state, headers, raw)
+        document = _encode(ack)
+        length_header = (b"content-length", str(len(document)).encode())
+        await send({"type": "http.response.start", "status": status_code, "headers": [_JSON, length_header]})
+        await send({"type": "http.response.body", "body": document})
+
+    return receiving
+
+
+def _length_within(length: str, limit: int) -> bool:
+    """A ``Content-Length`` of plain digits (at most 18: no number too long to convert) within ``limit``."""
+    return 0 < len(length) <= 18 and length.isascii() and length.isdigit() and int(length) <= limit
+
+
+async def _body(receive: Receive) -> bytes | None:
+    """The request's body, as the server delivers it (never more than its ``Content-Length``);
+    None when the sender disconnects first."""
+    chunks = []
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 @post(
     "/webhooks/appstack",
+    middleware=[receiving_directly],
     summary="Receive an AppStack webhook delivery",
     description=(
         "Journals the delivery, then projects it. 200: applied, stale or duplicate; 202: stored but "
@@ -79,24 +177,10 @@ async def receive_webhook(request: Request) -> Response[WebhookAck]:
         async with asyncio.timeout(state.settings.body_timeout_seconds):
             raw = await request.body()
     except TimeoutError:
-        state.metrics.reject("body_timeout")
-        msg = f"body: not received within {state.settings.body_timeout_seconds} s (CMDB_SYNC_BODY_TIMEOUT_SECONDS)"
-        raise RequestTimeout(msg) from None
+        raise body_timeout(state) from None
     except RequestEntityTooLarge:
         state.metrics.reject("too_large")
         msg = f"body: larger than the {state.settings.max_body_bytes} bytes accepted (CMDB_SYNC_MAX_BODY_BYTES)"
         raise PayloadTooLarge(msg) from None
-    started = perf_counter()
-    try:
-        result = await state.writer.submit(Delivery(headers, raw, now_utc()))
-    except BadDelivery as exc:
-        state.metrics.reject("bad_request")
-        raise exc from None
-    except DatabaseUnavailable:
-        state.metrics.reject("database_unavailable")
-        raise
-    state.metrics.ingest_seconds.observe(perf_counter() - started)
-    state.metrics.delivered(result.kind, result.action, result.status)
-    if result.conflict:
-        state.metrics.conflict()
-    return acknowledge(result)
+    status_code, ack = await hand_over(state, headers, raw)
+    return Response(ack, status_code=status_code)  # type: ignore[arg-type]

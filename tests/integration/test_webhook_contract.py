@@ -231,3 +231,42 @@ def test_metrics_count_deliveries_by_kind_action_and_status(client) -> None:
     assert 'cmdb_sync_deliveries_total{action="Update",kind="App",status="duplicate"} 1.0' in text
     assert 'cmdb_sync_deliveries_total{action="other",kind="other",status="unsupported"} 1.0' in text
     assert "cmdb_sync_ingest_seconds_count 4.0" in text
+
+
+def test_a_delivery_is_received_ahead_of_the_handler_or_by_it_and_answered_alike(
+    client, session_factory, monkeypatch
+) -> None:
+    """A delivery with an accepted token and a Content-Length is received by the route's own
+    middleware, ahead of Litestar's handler; one sent in chunks (no length) or with a wrong token
+    goes on to the handler. The answers are the same."""
+    from cmdb_sync.api import webhooks
+
+    handled = []
+    real = webhooks.authenticate
+
+    def authenticate(state, headers):  # noqa: ANN001, ANN202 - the handler's first step, counted
+        handled.append(headers.get("x-appstack-event"))
+        return real(state, headers)
+
+    monkeypatch.setattr(webhooks, "authenticate", authenticate)
+    direct_event = env_event("Create", 1000, name="direct")
+    direct = post_delivery(client, direct_event)
+    assert (direct.status_code, handled) == (200, [])
+
+    chunked_event = env_event("Create", 1000, name="chunked")
+    body = json.dumps(chunked_event["body"]).encode()
+    headers = {**chunked_event["headers"], "X-AppStack-Token": "secret", "Content-Type": "application/json"}
+    chunked = client.post("/webhooks/appstack", content=iter([body[:10], body[10:]]), headers=headers)
+    assert (chunked.status_code, handled) == (200, ["Env"])
+    assert "content-length" not in {k.lower() for k in chunked.request.headers}
+
+    assert direct.json()["status"] == chunked.json()["status"] == "applied"
+    assert set(direct.json()) == set(chunked.json()) == {"event_id", "status"}
+    assert direct.headers["content-type"] == chunked.headers["content-type"] == "application/json"
+    again = post_delivery(client, direct_event)
+    assert (again.status_code, again.json()) == (200, {"event_id": direct.json()["event_id"], "status": "duplicate"})
+
+    wrong = post_delivery(client, env_event("Update", 2000, name="direct"), token="wrong")
+    assert_problem(wrong, 401, mentions="X-AppStack-Token")
+    assert handled == ["Env", "Env"]
+    assert journal_count(session_factory) == 2
