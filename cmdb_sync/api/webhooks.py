@@ -102,10 +102,10 @@ _JSON = (b"content-type", b"application/json")
 
 
 def receiving_directly(app: ASGIApp) -> ASGIApp:
-    """The route's middleware (see the module's docstring): it answers a delivery whose token is
-    accepted and whose ``Content-Length`` is within the limit itself, and passes every other
-    request on to ``app`` (the handler) untouched (nothing of its body read). Its errors are raised as the
-    handler's are, and Litestar answers them with the same problem details."""
+    """The route's middleware (see the module's docstring): it answers itself a delivery whose
+    token is accepted and whose ``Content-Length`` is within the limit, and passes every other
+    request on to ``app``, the handler, untouched (nothing of its body read). Its errors are
+    raised as the handler's are, and Litestar answers them with the same problem details."""
 
     async def receiving(scope: Scope, receive: Receive, send: Send) -> None:
         state: ServerState = scope["app"].state.server
