@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from cmdb_sync.app import create_app
 from cmdb_sync.models import Env, Event
 from cmdb_sync.settings import ConfigError
-from tests.conftest import ROTATED_TOKEN, make_settings, post_delivery
+from tests.conftest import ROTATED_TOKEN, WEBHOOK_TOKEN, make_settings, post_delivery
 from tests.helpers import app_event, delivery, env_event
 
 
@@ -255,7 +255,7 @@ def test_a_delivery_is_received_ahead_of_the_handler_or_by_it_and_answered_alike
 
     chunked_event = env_event("Create", 1000, name="chunked")
     body = json.dumps(chunked_event["body"]).encode()
-    headers = {**chunked_event["headers"], "X-AppStack-Token": "secret", "Content-Type": "application/json"}
+    headers = {**chunked_event["headers"], "X-AppStack-Token": WEBHOOK_TOKEN, "Content-Type": "application/json"}
     chunked = client.post("/webhooks/appstack", content=iter([body[:10], body[10:]]), headers=headers)
     assert (chunked.status_code, handled) == (200, ["Env"])
     assert "content-length" not in {k.lower() for k in chunked.request.headers}
