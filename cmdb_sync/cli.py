@@ -402,6 +402,7 @@ def replay(
     failed_only: bool, rebuild: bool, restart: bool, since: datetime | None, kind: str | None, batch_size: int
 ) -> None:
     """Re-apply the journal to the projections, in (time, id) order. Safe while the server runs."""
+    from cmdb_sync.lanes import collecting_rarely
     from cmdb_sync.progress import reporting
     from cmdb_sync.projections import REGISTRY
     from cmdb_sync.replay import RebuildStopped, Selection, rebuilt_tables
@@ -425,6 +426,7 @@ def replay(
         _database(settings) as database,
         reporting("rebuild" if rebuild else "replay") as reporter,
         _stoppable(reporter, "replayed before it stopped", again),
+        collecting_rarely(),
     ):
         try:
             run_replay(database.sessions, selection, reporter, rebuild=rebuild, restart=restart, batch_size=batch_size)
@@ -452,6 +454,7 @@ def import_(sources: tuple[TextIO, ...]) -> None:
 
     from cmdb_sync.archive import ImportStopped, count_json_lines, documents, import_documents
     from cmdb_sync.errors import DatabaseUnavailable
+    from cmdb_sync.lanes import collecting_rarely
     from cmdb_sync.progress import reporting
     from cmdb_sync.status import Status
 
@@ -465,6 +468,7 @@ def import_(sources: tuple[TextIO, ...]) -> None:
         _database(settings) as database,
         reporting("import", total=total) as reporter,
         _stoppable(reporter, "imported before it stopped", again),
+        collecting_rarely(),
     ):
         try:
             import_documents(database.sessions, located, reporter)
