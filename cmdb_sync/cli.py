@@ -557,7 +557,11 @@ def archive_(before: datetime, target: Path | None) -> None:
     from cmdb_sync.progress import reporting
 
     settings = _settings()
-    with _database(settings) as database, reporting("archive") as reporter:
+    with (
+        _database(settings) as database,
+        reporting("archive") as reporter,
+        _stoppable(reporter, "archived before it stopped", "run the same command again to finish it"),
+    ):
         try:
             done = archive(database.sessions, before, target, reporter)
         except ArchiveRefused as exc:

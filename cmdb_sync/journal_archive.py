@@ -137,15 +137,20 @@ def archive(
 
 def _write(session_factory: sessionmaker[Session], selection: Any, path: Path, reporter: Reporter) -> str:
     """The selected deliveries to ``path``, in the order received; its sha256. Written beside and
-    renamed once on disk whole, so a file by that name is always a complete archive."""
+    renamed once on disk whole, so a file by that name is always a complete archive; stopped before
+    (Ctrl-C, SIGTERM, the database gone), it leaves nothing behind, and nothing was recorded."""
     partial = path.with_name(path.name + ".partial")
-    with partial.open("wb") as raw:
-        with gzip.GzipFile(filename=path.name.removesuffix(".gz"), mode="wb", fileobj=raw) as out:
-            for batch in keyset_batches(session_factory, selection, [Event.received_at, Event.id], EXPORT_BATCH):
-                out.write("".join(export_line(event) + "\n" for event in batch).encode())
-                reporter.advance(Status.EXPORTED, len(batch))
-        raw.flush()
-        os.fsync(raw.fileno())
+    try:
+        with partial.open("wb") as raw:
+            with gzip.GzipFile(filename=path.name.removesuffix(".gz"), mode="wb", fileobj=raw) as out:
+                for batch in keyset_batches(session_factory, selection, [Event.received_at, Event.id], EXPORT_BATCH):
+                    out.write("".join(export_line(event) + "\n" for event in batch).encode())
+                    reporter.advance(Status.EXPORTED, len(batch))
+            raw.flush()
+            os.fsync(raw.fileno())
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, path)
     digest = hashlib.sha256()
     with path.open("rb") as done:

@@ -171,7 +171,9 @@ def test_an_archive_stopped_while_trimming_finishes_when_run_again(engine, migra
     monkeypatch.setattr(journal_archive, "_trim", stopped)
     file = tmp_path / "old.jsonl.gz"
     first = run(migrated_url, "journal", "archive", "--before", "2025-03", "--to", str(file))
-    assert first.exit_code != 0 and file.exists()
+    assert first.exit_code == 130 and file.exists()
+    assert "archived before it stopped: 7 processed" in first.stderr, first.stderr
+    assert "stopped by SIGINT: what was written is committed; run the same command again to finish it" in first.stderr
     with engine.connect() as conn:
         assert conn.scalar(select(JournalArchive.finished_at)) is None
         assert len(conn.execute(select(Event.id)).all()) == len(WORLD)  # nothing removed yet
@@ -188,6 +190,85 @@ def test_an_archive_stopped_while_trimming_finishes_when_run_again(engine, migra
         assert set(conn.execute(select(Event.id)).scalars()) == KEPT | {"a-3", "c-2"}
         assert conn.scalar(select(JournalArchive.finished_at)) is not None
     assert dump_state(engine) == before_state
+
+
+def test_an_archive_stopped_while_writing_its_file_leaves_nothing_behind(
+    engine, migrated_url, tmp_path, monkeypatch
+) -> None:
+    from cmdb_sync import journal_archive
+
+    receive(engine, WORLD)
+    written = []
+
+    def line_then_stopped(event):  # noqa: ANN001, ANN202
+        if written:
+            raise KeyboardInterrupt
+        written.append(event.id)
+        return json.dumps({"id": event.id})
+
+    monkeypatch.setattr(journal_archive, "export_line", line_then_stopped)
+    file = tmp_path / "old.jsonl.gz"
+    first = run(migrated_url, "journal", "archive", "--before", "2025-03", "--to", str(file))
+    assert first.exit_code == 130, first.output
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its .partial
+    with engine.connect() as conn:
+        assert conn.scalar(select(JournalArchive.id)) is None
+        assert len(conn.execute(select(Event.id)).all()) == len(WORLD)
+    monkeypatch.undo()
+    second = run(migrated_url, "journal", "archive", "--before", "2025-03", "--to", str(file))
+    assert second.exit_code == 0, second.output
+    with gzip.open(file, "rt", encoding="utf-8") as archived:
+        assert {json.loads(line)["body"]["id"] for line in archived} == ARCHIVED
+
+
+@pytest.mark.postgres_only
+def test_an_archive_stopped_by_sigterm_says_so_and_finishes_when_run_again(databases, tmp_path) -> None:
+    """``kill`` or systemd stops an archive waiting for the journal's lock (its trimming): it says
+    what it did and how to go on, and exits 143; the same command finishes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.integration.test_operations import wait_for_lock_waiters
+
+    migrated_url = databases.fresh("postgresql")
+    migrate.upgrade(migrated_url)
+    engine = make_engine(migrated_url)
+    receive(engine, WORLD)
+    before_state = dump_state(engine)
+    holder = engine.connect()
+    holder.exec_driver_sql("LOCK TABLE events IN SHARE MODE")  # the trimming's deletes wait on it
+    file = tmp_path / "old.jsonl.gz"
+    command = [sys.executable, "-m", "cmdb_sync", "journal", "archive", "--before", "2025-03", "--to", str(file)]
+    env = {**os.environ, "CMDB_SYNC_DATABASE_URL": migrated_url}
+    stopping = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_lock_waiters(engine, 1)
+        stopping.send_signal(signal.SIGTERM)
+        _, err = stopping.communicate(timeout=60)
+    finally:
+        holder.rollback()
+        holder.close()
+        if stopping.poll() is None:
+            stopping.kill()
+    assert stopping.returncode == 128 + signal.SIGTERM, err
+    assert "archived before it stopped: 7 processed" in err, err
+    assert "stopped by SIGTERM: what was written is committed; run the same command again to finish it" in err
+    assert "Traceback" not in err, err
+    assert file.exists()
+    with engine.connect() as conn:
+        assert conn.scalar(select(JournalArchive.finished_at)) is None
+        assert len(conn.execute(select(Event.id)).all()) == len(WORLD)  # the batch it was deleting rolled back
+
+    again = run(migrated_url, "journal", "archive", "--before", "2025-03")
+    assert again.exit_code == 0, again.output
+    assert "continuing the archive begun" in again.stderr
+    with engine.connect() as conn:
+        assert set(conn.execute(select(Event.id)).scalars()) == KEPT | {"a-3", "c-2"}
+        assert conn.scalar(select(JournalArchive.finished_at)) is not None
+    assert dump_state(engine) == before_state
+    engine.dispose()
 
 
 def test_nothing_to_archive_is_said_plainly(engine, migrated_url, tmp_path) -> None:
