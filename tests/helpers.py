@@ -154,3 +154,23 @@ def change_order_event(
     }
     attrs = {"sn": sn, "appName": APP, "state": state, "version": f"v-{sn}", "jobs": [job]}
     return delivery("ChangeOrder", "StatusUpdate", attrs, time=time, **kw)
+
+
+def stopped_by_sigterm(command: list[str], env: dict[str, str], ready: Any, holder: Any) -> tuple[int, str]:
+    """Run ``command`` (a cmdb-sync command in a process of its own); once ``ready(pid)`` returns,
+    send it SIGTERM. Its exit status and what it printed on stderr. ``holder``, the connection
+    holding the lock the command waits on, is let go whatever happens."""
+    import signal
+    import subprocess
+
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready(process.pid)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        holder.rollback()
+        holder.close()
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, err

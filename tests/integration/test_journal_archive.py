@@ -67,6 +67,18 @@ def run(url: str, *args: str):
     return CliRunner().invoke(main, list(args), env={"CMDB_SYNC_DATABASE_URL": url})
 
 
+def finished_when_run_again(engine, url: str, before_state: dict) -> None:
+    """The archive of January and February, begun and stopped while trimming, run again: it
+    continues, keeps each object's last snapshots, and the inventory is what it was."""
+    again = run(url, "journal", "archive", "--before", "2025-03")
+    assert again.exit_code == 0, again.output
+    assert "continuing the archive begun" in again.stderr
+    with engine.connect() as conn:
+        assert set(conn.execute(select(Event.id)).scalars()) == KEPT | {"a-3", "c-2"}
+        assert conn.scalar(select(JournalArchive.finished_at)) is not None
+    assert dump_state(engine) == before_state
+
+
 def test_archive_writes_the_old_months_and_keeps_what_the_inventory_is_made_of(
     engine, migrated_url, session_factory, databases, tmp_path
 ) -> None:
@@ -183,13 +195,7 @@ def test_an_archive_stopped_while_trimming_finishes_when_run_again(engine, migra
     other = run(migrated_url, "journal", "archive", "--before", "2025-02", "--to", str(tmp_path / "other.jsonl.gz"))
     assert other.exit_code == 1 and "archive --before 2025-03` to finish it first" in other.output
     monkeypatch.setattr(journal_archive, "_trim", real_trim)
-    second = run(migrated_url, "journal", "archive", "--before", "2025-03")
-    assert second.exit_code == 0, second.output
-    assert "continuing the archive begun" in second.stderr
-    with engine.connect() as conn:
-        assert set(conn.execute(select(Event.id)).scalars()) == KEPT | {"a-3", "c-2"}
-        assert conn.scalar(select(JournalArchive.finished_at)) is not None
-    assert dump_state(engine) == before_state
+    finished_when_run_again(engine, migrated_url, before_state)
 
 
 def test_an_archive_stopped_while_writing_its_file_leaves_nothing_behind(
@@ -227,9 +233,9 @@ def test_an_archive_stopped_by_sigterm_says_so_and_finishes_when_run_again(datab
     what it did and how to go on, and exits 143; the same command finishes it."""
     import os
     import signal
-    import subprocess
     import sys
 
+    from tests.helpers import stopped_by_sigterm
     from tests.integration.test_operations import wait_for_lock_waiters
 
     migrated_url = databases.fresh("postgresql")
@@ -242,17 +248,8 @@ def test_an_archive_stopped_by_sigterm_says_so_and_finishes_when_run_again(datab
     file = tmp_path / "old.jsonl.gz"
     command = [sys.executable, "-m", "cmdb_sync", "journal", "archive", "--before", "2025-03", "--to", str(file)]
     env = {**os.environ, "CMDB_SYNC_DATABASE_URL": migrated_url}
-    stopping = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_lock_waiters(engine, 1)
-        stopping.send_signal(signal.SIGTERM)
-        _, err = stopping.communicate(timeout=60)
-    finally:
-        holder.rollback()
-        holder.close()
-        if stopping.poll() is None:
-            stopping.kill()
-    assert stopping.returncode == 128 + signal.SIGTERM, err
+    returncode, err = stopped_by_sigterm(command, env, lambda _: wait_for_lock_waiters(engine, 1), holder)
+    assert returncode == 128 + signal.SIGTERM, err
     assert "archived before it stopped: 7 processed" in err, err
     assert "stopped by SIGTERM: what was written is committed; run the same command again to finish it" in err
     assert "Traceback" not in err, err
@@ -261,13 +258,7 @@ def test_an_archive_stopped_by_sigterm_says_so_and_finishes_when_run_again(datab
         assert conn.scalar(select(JournalArchive.finished_at)) is None
         assert len(conn.execute(select(Event.id)).all()) == len(WORLD)  # the batch it was deleting rolled back
 
-    again = run(migrated_url, "journal", "archive", "--before", "2025-03")
-    assert again.exit_code == 0, again.output
-    assert "continuing the archive begun" in again.stderr
-    with engine.connect() as conn:
-        assert set(conn.execute(select(Event.id)).scalars()) == KEPT | {"a-3", "c-2"}
-        assert conn.scalar(select(JournalArchive.finished_at)) is not None
-    assert dump_state(engine) == before_state
+    finished_when_run_again(engine, migrated_url, before_state)
     engine.dispose()
 
 

@@ -741,30 +741,25 @@ def test_an_import_stopped_by_sigterm_says_what_it_did_and_finishes_when_run_aga
     tracebacks. Each batch is whole, so the same import run again finishes the job."""
     import os
     import signal
-    import subprocess
     import sys
     import time
 
     import psutil
 
-    from tests.helpers import dump_state
+    from tests.helpers import dump_state, stopped_by_sigterm
 
     path, expected, url, database, holder = half_imported_lane_world(databases, tmp_path)
     command = [sys.executable, "-m", "cmdb_sync", "import", str(path)]
     env = {**os.environ, "CMDB_SYNC_DATABASE_URL": url}
-    stopping = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    lanes = []
+
+    def waiting_in_lanes(pid: int) -> None:
         wait_for_lock_waiters(database.engine, 2)
-        lanes = [c for c in psutil.Process(stopping.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+        lanes.extend(c for c in psutil.Process(pid).children() if "spawn_main" in " ".join(c.cmdline()))
         assert len(lanes) == 2
-        stopping.send_signal(signal.SIGTERM)
-        _, err = stopping.communicate(timeout=60)
-    finally:
-        holder.rollback()
-        holder.close()
-        if stopping.poll() is None:
-            stopping.kill()
-    assert stopping.returncode == 128 + signal.SIGTERM, err
+
+    returncode, err = stopped_by_sigterm(command, env, waiting_in_lanes, holder)
+    assert returncode == 128 + signal.SIGTERM, err
     assert "imported before it stopped: " in err, err
     assert "stopped by SIGTERM: what was written is committed; import the same files again to finish" in err
     assert "Traceback" not in err, err
