@@ -326,16 +326,25 @@ def history(
     of_object = and_(
         Version.kind == kind, Version.app_name == app.name, Version.name == name, Version.org_id == app.org_id
     )
-    if session.execute(select(Version.event_id).where(of_object).limit(1)).first() is None:
-        what = {"App": "app", "Env": "env", "VariableGroup": "variable group", "AppOrchestration": "orchestration"}[
-            kind
-        ]
-        msg = f"{what} {name!r} of app {app_name!r} has no history" if kind != "App" else f"app {name!r} has no history"
-        raise NotFound(msg)
+
+    def must_have_history() -> None:
+        """A 404 for an object of which no version was ever received."""
+        if session.execute(select(Version.event_id).where(of_object).limit(1)).first() is not None:
+            return
+        if kind == "App":
+            raise NotFound(f"app {name!r} has no history")
+        what = {"Env": "env", "VariableGroup": "variable group", "AppOrchestration": "orchestration"}[kind]
+        raise NotFound(f"{what} {name!r} of app {app_name!r} has no history")
+
+    if window.cursor is not None:  # a page past a cursor may be empty: the object's existence decides first
+        must_have_history()
     stmt = _with_app(_versions_select().where(of_object))
     if not window.include_deleted:
         stmt = stmt.where(_not_hidden_by_app_delete())
-    return _page_of_versions(session, stmt, window, descending=True, reveal=reveal, feed=False)
+    page = _page_of_versions(session, stmt, window, descending=True, reveal=reveal, feed=False)
+    if window.cursor is None and not page.items:  # a first page with versions says the object has some
+        must_have_history()
+    return page
 
 
 def change_feed(

@@ -251,6 +251,27 @@ def test_history_of_what_never_existed_is_a_404(api, session_factory) -> None:
     assert api.get("/api/v1/apps/nope/history").status_code == 404
 
 
+def test_an_empty_history_page_is_a_404_only_for_what_never_existed(api, session_factory) -> None:
+    """The first page says whether the object has history when it has rows; an empty one (every
+    version hidden by an App Delete) or a page past a cursor asks: 200 empty, or 404."""
+    deliver(
+        session_factory,
+        env_event("Create", 1000, event_id="e1"),
+        env_event("Update", 1500, event_id="e2", lock_by="x"),
+        app_event("Delete", 2000, event_id="ad"),
+    )
+    hidden = api.get(f"/api/v1/apps/{APP}/envs/prod/history")
+    assert (hidden.status_code, hidden.json()["items"]) == (200, [])
+    first = api.get(f"/api/v1/apps/{APP}/envs/prod/history?include_deleted=true&limit=1").json()
+    cursor = first["next_cursor"]
+    assert [v["event_id"] for v in first["items"]] == ["e2"] and cursor
+    past = api.get(f"/api/v1/apps/{APP}/envs/prod/history?include_deleted=true&limit=1&cursor={cursor}")
+    assert [v["event_id"] for v in past.json()["items"]] == ["e1"]
+    never = api.get(f"/api/v1/apps/{APP}/envs/nope/history?cursor={cursor}")
+    assert never.status_code == 404 and "env 'nope' of app" in never.json()["detail"]
+    assert api.get(f"/api/v1/apps/{APP}/envs/prod/history?cursor=not-a-cursor").status_code == 400
+
+
 def test_the_change_feed_is_in_event_time_order_and_its_cursor_survives_new_events(api, session_factory) -> None:
     deliver(
         session_factory,
