@@ -156,17 +156,16 @@ def change_order_event(
     return delivery("ChangeOrder", "StatusUpdate", attrs, time=time, **kw)
 
 
-def stopped_by_sigterm(command: list[str], env: dict[str, str], ready: Any, holder: Any) -> tuple[int, str]:
-    """Run ``command`` (a cmdb-sync command in a process of its own); once ``ready(pid)`` returns,
-    send it SIGTERM. Its exit status and what it printed on stderr. ``holder``, the connection
-    holding the lock the command waits on, is let go whatever happens."""
-    import signal
+def stopped(command: list[str], env: dict[str, str], holder: Any, stop: Any) -> tuple[int, str]:
+    """Run ``command`` (a cmdb-sync command) in a process of its own; ``stop(process)`` waits until
+    it stands where the test wants it and stops it (a signal to it, or to one of its lanes). Its
+    exit status and what it printed on stderr. ``holder``, the connection holding the lock the
+    command waits on, is let go whatever happens."""
     import subprocess
 
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        ready(process.pid)
-        process.send_signal(signal.SIGTERM)
+        stop(process)
         _, err = process.communicate(timeout=60)
     finally:
         holder.rollback()
@@ -174,3 +173,14 @@ def stopped_by_sigterm(command: list[str], env: dict[str, str], ready: Any, hold
         if process.poll() is None:
             process.kill()
     return process.returncode, err
+
+
+def lanes_of(pid: int) -> list[Any]:
+    """The lanes (spawned processes, not multiprocessing's resource tracker) of a command."""
+    import psutil
+
+    return [
+        child
+        for child in psutil.Process(pid).children()
+        if "spawn_main" in " ".join(child.cmdline()) and "resource_tracker" not in " ".join(child.cmdline())
+    ]

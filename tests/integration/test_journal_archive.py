@@ -235,7 +235,7 @@ def test_an_archive_stopped_by_sigterm_says_so_and_finishes_when_run_again(datab
     import signal
     import sys
 
-    from tests.helpers import stopped_by_sigterm
+    from tests.helpers import stopped
     from tests.integration.test_operations import wait_for_lock_waiters
 
     migrated_url = databases.fresh("postgresql")
@@ -248,7 +248,12 @@ def test_an_archive_stopped_by_sigterm_says_so_and_finishes_when_run_again(datab
     file = tmp_path / "old.jsonl.gz"
     command = [sys.executable, "-m", "cmdb_sync", "journal", "archive", "--before", "2025-03", "--to", str(file)]
     env = {**os.environ, "CMDB_SYNC_DATABASE_URL": migrated_url}
-    returncode, err = stopped_by_sigterm(command, env, lambda _: wait_for_lock_waiters(engine, 1), holder)
+
+    def terminate_while_trimming_waits(archiving) -> None:  # noqa: ANN001
+        wait_for_lock_waiters(engine, 1)
+        archiving.send_signal(signal.SIGTERM)
+
+    returncode, err = stopped(command, env, holder, terminate_while_trimming_waits)
     assert returncode == 128 + signal.SIGTERM, err
     assert "archived before it stopped: 7 processed" in err, err
     assert "stopped by SIGTERM: what was written is committed; run the same command again to finish it" in err

@@ -528,15 +528,12 @@ def test_a_rebuild_in_lanes_stops_when_a_lane_is_killed_and_continues_after(data
     result is what was served, every event applied once."""
     import os
     import signal
-    import subprocess
     import sys
     import time
 
-    import psutil
-
     from cmdb_sync.db import Database
     from cmdb_sync.models import RebuildRun
-    from tests.helpers import dump_state
+    from tests.helpers import dump_state, lanes_of, stopped
 
     url = databases.fresh("postgresql")
     migrate.upgrade(url)
@@ -548,9 +545,9 @@ def test_a_rebuild_in_lanes_stops_when_a_lane_is_killed_and_continues_after(data
 
     command = [sys.executable, "-m", "cmdb_sync", "replay", "--rebuild", "--batch-size", "3"]
     env = {**os.environ, "CMDB_SYNC_DATABASE_URL": url}
-    rebuild = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     holder = database.engine.connect()
-    try:
+
+    def kill_a_lane_mid_walk(rebuild) -> None:  # noqa: ANN001
         deadline = time.monotonic() + 60
         done = 0
         while done < 60 and time.monotonic() < deadline and rebuild.poll() is None:
@@ -560,20 +557,12 @@ def test_a_rebuild_in_lanes_stops_when_a_lane_is_killed_and_continues_after(data
         # each lane records its batch's position in rebuild_runs: with it locked, both lanes wait mid-walk
         holder.exec_driver_sql("LOCK TABLE rebuild_runs IN EXCLUSIVE MODE")
         wait_for_lock_waiters(database.engine, 2)
-        lanes = [
-            child
-            for child in psutil.Process(rebuild.pid).children()
-            if "spawn_main" in " ".join(child.cmdline()) and "resource_tracker" not in " ".join(child.cmdline())
-        ]
+        lanes = lanes_of(rebuild.pid)
         assert len(lanes) == 2, [child.cmdline() for child in lanes]
         lanes[0].send_signal(signal.SIGKILL)
-        _, err = rebuild.communicate(timeout=60)
-    finally:
-        holder.rollback()
-        holder.close()
-        if rebuild.poll() is None:
-            rebuild.kill()
-    assert rebuild.returncode != 0
+
+    returncode, err = stopped(command, env, holder, kill_a_lane_mid_walk)
+    assert returncode != 0
     assert "rebuild lane" in err and "stopped (exit code -9)" in err and "again to continue" in err, err
     with database.engine.connect() as conn:
         (stopped_at,) = conn.execute(select(RebuildRun.done).where(RebuildRun.finished_at.is_(None))).scalars().all()
@@ -698,19 +687,17 @@ def half_imported_lane_world(databases, tmp_path):  # noqa: ANN001, ANN201
 
 @pytest.mark.postgres_only
 def test_an_import_whose_lane_is_killed_stops_with_a_message_and_finishes_when_run_again(databases, tmp_path) -> None:
+    import os
     import signal
     import threading
 
-    import psutil
-
-    from tests.helpers import dump_state
+    from tests.helpers import dump_state, lanes_of
 
     path, expected, url, database, holder = half_imported_lane_world(databases, tmp_path)
 
     def kill_a_lane() -> None:
         wait_for_lock_waiters(database.engine, 2)
-        lanes = [c for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline())]
-        lanes[0].send_signal(signal.SIGKILL)
+        lanes_of(os.getpid())[0].send_signal(signal.SIGKILL)
 
     killer = threading.Thread(target=kill_a_lane)
     killer.start()
@@ -744,21 +731,20 @@ def test_an_import_stopped_by_sigterm_says_what_it_did_and_finishes_when_run_aga
     import sys
     import time
 
-    import psutil
-
-    from tests.helpers import dump_state, stopped_by_sigterm
+    from tests.helpers import dump_state, lanes_of, stopped
 
     path, expected, url, database, holder = half_imported_lane_world(databases, tmp_path)
     command = [sys.executable, "-m", "cmdb_sync", "import", str(path)]
     env = {**os.environ, "CMDB_SYNC_DATABASE_URL": url}
     lanes = []
 
-    def waiting_in_lanes(pid: int) -> None:
+    def terminate_while_lanes_wait(importing) -> None:  # noqa: ANN001
         wait_for_lock_waiters(database.engine, 2)
-        lanes.extend(c for c in psutil.Process(pid).children() if "spawn_main" in " ".join(c.cmdline()))
+        lanes.extend(lanes_of(importing.pid))
         assert len(lanes) == 2
+        importing.send_signal(signal.SIGTERM)
 
-    returncode, err = stopped_by_sigterm(command, env, waiting_in_lanes, holder)
+    returncode, err = stopped(command, env, holder, terminate_while_lanes_wait)
     assert returncode == 128 + signal.SIGTERM, err
     assert "imported before it stopped: " in err, err
     assert "stopped by SIGTERM: what was written is committed; import the same files again to finish" in err
