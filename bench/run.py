@@ -694,6 +694,12 @@ def history_target(apps: int, versions: int, duration: int) -> None:
                 assert page["items"][0]["labels"][2]["value"] == str(versions // 2), page["items"][0]
                 as_of_alone = wrk(base + as_of, duration=duration, connections=1, headers=[auth])
                 as_of_load = wrk(base + as_of, duration=duration, connections=4, headers=[auth])
+                one_env = f"/api/v1/apps/app-00042/envs/env-3?as_of={moment}"
+                assert client.get(one_env).json()["labels"][2]["value"] == str(versions // 2)
+                one_env_alone = wrk(base + one_env, duration=duration, connections=1, headers=[auth])
+                apps_page = f"/api/v1/apps?limit=100&as_of={moment}"
+                assert len(client.get(apps_page).json()["items"]) == 100
+                apps_alone = wrk(base + apps_page, duration=duration, connections=1, headers=[auth])
                 current = "/api/v1/apps/app-00042/envs/env-3/history"
                 assert len(client.get(current).json()["items"]) == min(50, versions)
                 history_alone = wrk(base + current, duration=duration, connections=1, headers=[auth])
@@ -704,6 +710,14 @@ def history_target(apps: int, versions: int, duration: int) -> None:
         f"one client: p99 {as_of_alone.p99_ms:.1f} ms (p50 {as_of_alone.p50_ms:.1f}); "
         f"4 at once on one worker: p99 {as_of_load.p99_ms:.1f} ms (p50 {as_of_load.p50_ms:.1f})",
         met=as_of_alone.p99_ms < 100,
+    )
+    record(
+        f"as-of one env ({envs:,} envs, {total:,} versions)",
+        f"one client: p99 {one_env_alone.p99_ms:.1f} ms (p50 {one_env_alone.p50_ms:.1f})",
+    )
+    record(
+        f"as-of apps list, limit=100 ({apps:,} apps)",
+        f"one client: p99 {apps_alone.p99_ms:.1f} ms (p50 {apps_alone.p50_ms:.1f})",
     )
     record(
         f"one env's history page of 50 ({versions} versions): < 20 ms",

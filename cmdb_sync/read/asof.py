@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, exists, func, select, tuple_
+from sqlalchemy import Select, and_, bindparam, exists, func, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from cmdb_sync.db import past
 from cmdb_sync.errors import Archived, BadRequest, NotFound, the_one
-from cmdb_sync.models import ChangeOrder, JournalArchive, Version
+from cmdb_sync.models import App, ChangeOrder, JournalArchive, Version
+from cmdb_sync.projections import REGISTRY
 from cmdb_sync.read.common import MAX_ORGS_LISTED, Window
 from cmdb_sync.read.history import bodies, render, snapshot_of
 from cmdb_sync.read.pagination import decode_cursor, encode_cursor
@@ -31,6 +32,7 @@ from cmdb_sync.times import iso_utc, now_utc, parse_event_time
 CHUNK = 200
 MAX_CHUNK = 2000
 SUCCESS = "SUCCESS"
+VERSION_KINDS = tuple(REGISTRY)  # every kind has versions
 
 
 def parse_as_of(value: str | None) -> datetime | None:
@@ -153,7 +155,7 @@ class AsOf:
         missing = sorted(keys - self._apps.keys())
         if not missing:
             return
-        of_those = tuple_(Version.org_id, Version.app_name).in_(missing)
+        of_those = _of_apps(missing)
         latest = {(v.org_id, v.app_name): v for v in self._rows(self._latest("App").where(of_those))}
         purges = self.session.execute(
             select(Version.org_id, Version.app_name, func.max(Version.time))
@@ -171,7 +173,7 @@ class AsOf:
             return
         for key in missing:
             self._deployments[key] = []
-        of_those = tuple_(Version.org_id, Version.app_name).in_(missing)
+        of_those = _of_apps(missing)
         orders = self._rows(self._latest("ChangeOrder").where(of_those))
         self._fetch([version.event_id for version in orders])
         for version in orders:
@@ -223,12 +225,29 @@ class AsOf:
             )
         return self.state("App", app.version, deleted_at=app.deleted_at)
 
+    def _existed(self) -> Any:
+        """Whether the ``apps`` row's app existed at the moment: a version up to it names the app
+        (its own, or one of its objects': an event for an object of an unknown app creates it).
+        Every app a version names has its row (the projector makes it first), so the apps found
+        by name are the candidates, and each is asked about through the versions index, by kind;
+        asking the versions by app name alone read every version there is."""
+        return (
+            exists()
+            .where(
+                Version.kind.in_(VERSION_KINDS),
+                Version.app_name == App.name,
+                Version.org_id == App.org_id,
+                Version.time <= bindparam("at", type_=Version.time.type),
+            )
+            .correlate(App)
+        )
+
     def resolve_app(self, name: str, org_id: str | None, include_deleted: bool) -> AppAt:
         """The one app a path names at the moment: 404 when there was none, 409 listing the orgs."""
-        stmt = select(Version.org_id).where(Version.app_name == name, Version.time <= self.at).distinct()
+        stmt = select(App.org_id).where(App.name == name, self._existed())
         if org_id is not None:
-            stmt = stmt.where(Version.org_id == org_id)
-        orgs = sorted(self.session.scalars(stmt))
+            stmt = stmt.where(App.org_id == org_id)
+        orgs = sorted(self.session.scalars(stmt, {"at": self.at}))
         self._prefetch_apps({(org, name) for org in orgs})
         apps = [self._apps[(org, name)] for org in orgs]
         if not apps:
@@ -242,17 +261,14 @@ class AsOf:
         return the_one(apps[:MAX_ORGS_LISTED], f"app {name!r}", org_id)
 
     def list_apps(self, window: Window, *, q: str | None, org_id: str | None) -> Page[AppOut]:
-        keys = [Version.app_name, Version.org_id]
+        keys = [App.name, App.org_id]
         after = decode_cursor(window.cursor, keys) if window.cursor else None
-        stmt = select(Version.app_name, Version.org_id).where(Version.app_name != "", Version.time <= self.at)
+        where = [self._existed()]
         if org_id is not None:
-            stmt = stmt.where(Version.org_id == org_id)
-        if after is not None:
-            stmt = stmt.where(past(keys, after))
-        stmt = stmt.distinct().order_by(*keys)
+            where.append(App.org_id == org_id)
 
         def candidates() -> Iterator[tuple[tuple[str, str], AppOut]]:
-            for name, org in self.session.execute(stmt):
+            for name, org in self._walk_apps(where, keys, after, first=window.limit + 1):
                 if q and q.lower() not in name.lower():
                     continue
                 app = self.app(org, name)
@@ -260,6 +276,23 @@ class AsOf:
                     yield (name, org), self.app_out(app)
 
         return _page(candidates(), window.limit)
+
+    def _walk_apps(self, where: list[Any], keys: list[Any], after: list[Any] | None, *, first: int) -> Iterator[Any]:
+        """The apps (name, org) that existed at the moment, in ``keys`` order, a chunk at a time, each
+        chunk's versions and events read together (as ``walk``)."""
+        size = first
+        while True:
+            stmt = select(*keys).where(*where)
+            if after is not None:
+                stmt = stmt.where(past(keys, after))
+            chunk = self.session.execute(stmt.order_by(*keys).limit(size), {"at": self.at}).all()
+            self._prefetch_apps({(org, name) for name, org in chunk})  # the chunk's apps and events: a query each
+            self._fetch([app.version.event_id for app in self._apps.values() if app.version is not None])
+            yield from chunk
+            if len(chunk) < size:
+                return
+            after = list(chunk[-1])
+            size = min(size * 4, MAX_CHUNK)
 
     # --- objects of an app ---
 
@@ -383,6 +416,14 @@ class AsOf:
         return DeploymentOut(
             change_order_sn=order["sn"], version=order["version"], artifacts=job["artifacts"], ended_at=job["ended_at"]
         )
+
+
+def _of_apps(keys: list[tuple[str, str]]) -> Any:
+    """Versions of these apps' objects (``(org_id, app_name)`` keys), found by app name through the
+    versions index: a row comparison alone is no index condition, and every version of the kind
+    was read."""
+    names = sorted({name for _, name in keys})
+    return and_(Version.app_name.in_(names), tuple_(Version.org_id, Version.app_name).in_(keys))
 
 
 def _newest_job(entry: tuple[Any, ...]) -> tuple[Any, ...]:

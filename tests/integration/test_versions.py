@@ -172,6 +172,25 @@ def test_as_of_pages_follow_the_same_order_as_the_current_lists(api, engine, ses
     assert [e["name"] for e in earlier] == [f"env-{n:02d}" for n in range(6)]
 
 
+def test_the_as_of_app_list_walks_the_apps_of_the_moment_past_what_its_filter_skips(api, session_factory) -> None:
+    # apps made by their own events and implied by an env's; a few created after the moment; the
+    # name filter keeps one in three, so a page of 2 needs several chunks of candidates
+    deliver(
+        session_factory,
+        *(app_event("Create", 1000 + n, name=f"app-{n:02d}", event_id=f"a{n}") for n in range(0, 30, 2)),
+        *(env_event("Create", 1000 + n, app=f"app-{n:02d}", event_id=f"e{n}") for n in range(1, 30, 2)),
+        *(app_event("Create", 8000 + n, name=f"late-{n}", event_id=f"l{n}") for n in range(3)),
+    )
+    assert len(follow(api, "/api/v1/apps?limit=2&as_of=5000")) == 30
+    current = [a["name"] for a in follow(api, "/api/v1/apps?limit=2&q=app-0")]
+    assert current == [f"app-{n:02d}" for n in range(10)]
+    assert [a["name"] for a in follow(api, "/api/v1/apps?limit=2&q=app-0&as_of=9000")] == current
+    early = [a["name"] for a in follow(api, "/api/v1/apps?limit=2&q=p-&as_of=1012")]
+    assert early == [f"app-{n:02d}" for n in range(13)]
+    assert api.get("/api/v1/apps/late-1?as_of=5000").status_code == 404
+    assert api.get("/api/v1/apps/late-1?as_of=8001").json()["name"] == "late-1"
+
+
 def test_as_of_that_does_not_parse_or_lies_ahead_is_a_400_naming_it(api) -> None:
     for value in ("yesterday", "2024-13-01T00:00:00Z", "9999-01-01T00:00:00+00:00"):
         response = api.get(f"/api/v1/apps?as_of={value}")
