@@ -26,7 +26,7 @@ from cmdb_sync.models import App, Event, JournalArchive, Version
 from cmdb_sync.projections import REGISTRY
 from cmdb_sync.projections.common import CHILDREN, Snapshot
 from cmdb_sync.read.common import Window, resolve_app
-from cmdb_sync.read.pagination import paginate
+from cmdb_sync.read.pagination import bound_page_statement, page_of, page_parameters, page_statement
 from cmdb_sync.read.views import (
     AppOut,
     ChangeOrderDetailOut,
@@ -232,7 +232,15 @@ def _versions_select() -> Select[Any]:
         Event.actor_id,
         Event.action,
         _previous_id().label("previous_id"),
+        Event.headers,
+        Event.body,
+        _archived_before().scalar_subquery().label("archived_before"),
     ).join(Event, Event.id == Version.event_id)
+
+
+def _archived_before() -> Select[Any]:
+    """Before when deliveries were archived (null: never); a page's statement asks it once."""
+    return select(func.max(JournalArchive.before))
 
 
 def _not_hidden_by_app_delete() -> Any:
@@ -252,10 +260,13 @@ def bodies(conn: Connection, event_ids: Sequence[str]) -> dict[str, tuple[dict[s
     return {row.id: (row.headers, row.body) for row in conn.execute(stmt, {"ids": list(set(event_ids))})}
 
 
-def _views(conn: Connection, versions: Sequence[_Version], *, reveal: bool) -> list[list[dict[str, Any]]]:
-    """Each version's changes against the one before it."""
-    wanted = [v.event_id for v in versions] + [v.previous_id for v in versions if v.previous_id]
-    found = bodies(conn, wanted)
+def _views(
+    conn: Connection, versions: Sequence[_Version], found: dict[str, tuple[dict[str, str], str]], *, reveal: bool
+) -> list[list[dict[str, Any]]]:
+    """Each version's changes against the one before it. ``found``: the journaled events at hand
+    (the page's own); the versions before them that are not are read in one query (a page of one
+    object holds most of its own versions before: only the last row's is missing)."""
+    found = {**found, **bodies(conn, [v.previous_id for v in versions if v.previous_id and v.previous_id not in found])}
     cached: dict[str, dict[str, Any] | None] = {}
 
     def view(kind: str, event_id: str | None) -> dict[str, Any] | None:
@@ -276,15 +287,20 @@ def _views(conn: Connection, versions: Sequence[_Version], *, reveal: bool) -> l
     return [changes(view(v.kind, v.previous_id), view(v.kind, v.event_id), reveal=reveal) for v in versions]
 
 
+PAGE_KEYS = (Version.time, Version.event_id)
+
+
 def _page_of_versions(
-    session: Session, stmt: Select[Any], window: Window, *, descending: bool, reveal: bool, feed: bool
+    session: Session, paged: Select[Any], parameters: dict[str, Any], window: Window, *, reveal: bool, feed: bool
 ) -> HistoryPage[Any]:
-    keys = [Version.time, Version.event_id]
-    found, next_cursor = paginate(session, stmt, keys, limit=window.limit, cursor=window.cursor, descending=descending)
-    rows = [_Version(**{name: row._mapping[name] for name in _VERSION_FIELDS}) for row in found]
+    """A page of ``paged`` (a page statement of ``_versions_select`` over ``PAGE_KEYS``)."""
     conn = session.connection()
+    read = conn.execute(paged, parameters).all()
+    found, next_cursor = page_of(read, len(PAGE_KEYS), window.limit)
+    rows = [_Version(*row[: len(_VERSION_FIELDS)]) for row in found]  # the select's first columns, in order
+    events = {row.event_id: (row.headers, row.body) for row in read}  # the row past the page's end too
     items = []
-    for version, changed in zip(rows, _views(conn, rows, reveal=reveal), strict=True):
+    for version, changed in zip(rows, _views(conn, rows, events, reveal=reveal), strict=True):
         fields = {
             "event_id": version.event_id,
             "time": version.time,
@@ -306,7 +322,8 @@ def _page_of_versions(
             )
         else:
             items.append(VersionOut(**fields))
-    archived_before = session.scalar(select(func.max(JournalArchive.before)))
+    # the page's rows say it; an empty page asks
+    archived_before = found[0].archived_before if found else session.scalar(_archived_before())
     return HistoryPage(items=items, next_cursor=next_cursor, archived_before=archived_before)
 
 
@@ -326,6 +343,7 @@ def history(
     of_object = and_(
         Version.kind == kind, Version.app_name == app.name, Version.name == name, Version.org_id == app.org_id
     )
+    the_object = {"kind": kind, "app_name": app.name, "name": name, "org_id": app.org_id}
 
     def must_have_history() -> None:
         """A 404 for an object of which no version was ever received."""
@@ -338,13 +356,25 @@ def history(
 
     if window.cursor is not None:  # a page past a cursor may be empty: the object's existence decides first
         must_have_history()
-    stmt = _with_app(_versions_select().where(of_object))
-    if not window.include_deleted:
-        stmt = stmt.where(_not_hidden_by_app_delete())
-    page = _page_of_versions(session, stmt, window, descending=True, reveal=reveal, feed=False)
+    paged = _object_page(window.include_deleted, after=window.cursor is not None)
+    parameters = {**the_object, **page_parameters(PAGE_KEYS, limit=window.limit, cursor=window.cursor)}
+    page = _page_of_versions(session, paged, parameters, window, reveal=reveal, feed=False)
     if window.cursor is None and not page.items:  # a first page with versions says the object has some
         must_have_history()
     return page
+
+
+@cache
+def _object_page(include_deleted: bool, *, after: bool) -> Select[Any]:
+    """The page statement of one object's versions, newest first, built once per shape: the
+    object (``kind``, ``app_name``, ``name``, ``org_id``), the cursor and the limit are parameters."""
+    of_object = and_(
+        *(getattr(Version, column) == bindparam(column) for column in ("kind", "app_name", "name", "org_id"))
+    )
+    stmt = _with_app(_versions_select().where(of_object))
+    if not include_deleted:
+        stmt = stmt.where(_not_hidden_by_app_delete())
+    return bound_page_statement(stmt, PAGE_KEYS, after=after, descending=True)
 
 
 def change_feed(
@@ -373,4 +403,5 @@ def change_feed(
         stmt = stmt.where(Version.org_id == org_id)
     if not window.include_deleted:
         stmt = stmt.where(_not_hidden_by_app_delete())
-    return _page_of_versions(session, stmt, window, descending=False, reveal=reveal, feed=True)
+    paged = page_statement(stmt, PAGE_KEYS, limit=window.limit, cursor=window.cursor)
+    return _page_of_versions(session, paged, {}, window, reveal=reveal, feed=True)

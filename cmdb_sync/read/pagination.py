@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select
+from sqlalchemy import Integer, Select, bindparam, tuple_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -94,6 +94,28 @@ def page_statement(
     order = [key.desc() if descending else key.asc() for key in keys]
     stmt = stmt.add_columns(*(key.label(f"_page_key_{i}") for i, key in enumerate(keys)))
     return stmt.order_by(*order).limit(limit + 1)
+
+
+def bound_page_statement(
+    stmt: Select[Any], keys: Sequence[ColumnElement[Any]], *, after: bool, descending: bool = False
+) -> Select[Any]:
+    """``page_statement`` with the cursor's values (``after``: past a cursor) and the limit as
+    named parameters, which ``page_parameters`` gives: one statement, built once, serves every
+    page of its shape, and SQLAlchemy finds its compiled form without walking it again."""
+    if after:
+        bound = tuple_(*(bindparam(f"_after_{i}", type_=key.type) for i, key in enumerate(keys)))
+        stmt = stmt.where(tuple_(*keys) < bound if descending else tuple_(*keys) > bound)
+    order = [key.desc() if descending else key.asc() for key in keys]
+    stmt = stmt.add_columns(*(key.label(f"_page_key_{i}") for i, key in enumerate(keys)))
+    return stmt.order_by(*order).limit(bindparam("_limit", type_=Integer))
+
+
+def page_parameters(keys: Sequence[ColumnElement[Any]], *, limit: int, cursor: str | None) -> dict[str, Any]:
+    """The parameters of ``bound_page_statement`` for one page (a bad cursor is a 400)."""
+    parameters: dict[str, Any] = {"_limit": limit + 1}
+    if cursor is not None:
+        parameters.update({f"_after_{i}": value for i, value in enumerate(decode_cursor(cursor, keys))})
+    return parameters
 
 
 def page_of(rows: Sequence[Any], key_count: int, limit: int) -> tuple[list[Any], str | None]:
