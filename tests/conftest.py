@@ -233,11 +233,17 @@ def _empty_all_tables(engine: Engine) -> None:
 
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for name in tables:
-                conn.execute(text(f"DELETE FROM {name}"))
+        # DELETE, children first: a test's few rows go in ~5 ms, where TRUNCATE made new files for
+        # every table and index, ~150 ms on PostgreSQL, before every test and hypothesis example
+        for name in tables:
+            conn.execute(text(f"DELETE FROM {name}"))
+        if engine.dialect.name == "postgresql":  # the ids start again at 1, as TRUNCATE's RESTART IDENTITY did
+            conn.execute(
+                text(
+                    "SELECT setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relkind = 'S' AND n.nspname = current_schema()"
+                )
+            )
 
 
 @pytest.fixture
