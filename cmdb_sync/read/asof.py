@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, aliased
 
 from cmdb_sync.db import past
 from cmdb_sync.errors import Archived, BadRequest, NotFound, the_one
-from cmdb_sync.models import App, ChangeOrder, JournalArchive, Version
+from cmdb_sync.models import App, ChangeOrder, Event, JournalArchive, Version
 from cmdb_sync.projections import REGISTRY
 from cmdb_sync.read.common import MAX_ORGS_LISTED, Window
 from cmdb_sync.read.history import bodies, render, snapshot_of
@@ -88,7 +88,7 @@ class AsOf:
     def __post_init__(self) -> None:
         """Refused before the newest event an archive took out of the journal: the versions
         before it are gone but for each object's last."""
-        last = self.session.execute(
+        last = self._execute(
             select(JournalArchive.before, JournalArchive.horizon, JournalArchive.archived_at)
             .where(JournalArchive.horizon.is_not(None))
             .order_by(JournalArchive.horizon.desc())
@@ -101,6 +101,11 @@ class AsOf:
                 f"{iso_utc(last.horizon)} or later (import the archive into another database to read further back)"
             )
             raise Archived(msg, field="as_of", readable_from=iso_utc(last.horizon))
+
+    def _execute(self, stmt: Any) -> Any:
+        """A Core statement on the session's connection, the moment bound as ``at`` where it asks
+        for it: no ORM entity is read here, and its execution path cost a third of a query."""
+        return self.session.connection().execute(stmt, {"at": self.at})
 
     # --- versions at the moment ---
 
@@ -119,7 +124,7 @@ class AsOf:
         )
 
     def _rows(self, stmt: Select[Any]) -> list[_At]:
-        return [_At(*row) for row in self.session.execute(stmt, {"at": self.at})]
+        return [_At(*row) for row in self._execute(stmt)]
 
     def one(self, kind: str, org_id: str, app_name: str, name: str) -> _At | None:
         stmt = self._latest(kind).where(Version.org_id == org_id, Version.app_name == app_name, Version.name == name)
@@ -134,11 +139,14 @@ class AsOf:
         journaled events, apps and change orders are read together, a query each."""
         size = first
         while True:
-            stmt = self._latest(kind).where(*where)
+            # each version with its journaled event: the chunk's events come with it, not after it
+            stmt = self._latest(kind).where(*where).join(Event, Event.id == Version.event_id)
+            stmt = stmt.add_columns(Event.headers, Event.body)
             if after is not None:
                 stmt = stmt.where(past(keys, after))
-            chunk = self._rows(stmt.order_by(*keys).limit(size))
-            self._fetch([version.event_id for version in chunk])
+            rows = self._execute(stmt.order_by(*keys).limit(size)).all()
+            chunk = [_At(*row[:-2]) for row in rows]
+            self._bodies.update((row[0], (row[-2], row[-1])) for row in rows)
             if kind != "App":
                 self._prefetch_apps({(version.org_id, version.app_name) for version in chunk if version.app_name})
             if kind == "Env":
@@ -157,7 +165,7 @@ class AsOf:
             return
         of_those = _of_apps(missing)
         latest = {(v.org_id, v.app_name): v for v in self._rows(self._latest("App").where(of_those))}
-        purges = self.session.execute(
+        purges = self._execute(
             select(Version.org_id, Version.app_name, func.max(Version.time))
             .where(Version.kind == "App", Version.deleted.is_(True), Version.time <= self.at, of_those)
             .group_by(Version.org_id, Version.app_name)
@@ -247,7 +255,7 @@ class AsOf:
         stmt = select(App.org_id).where(App.name == name, self._existed())
         if org_id is not None:
             stmt = stmt.where(App.org_id == org_id)
-        orgs = sorted(self.session.scalars(stmt, {"at": self.at}))
+        orgs = sorted(self._execute(stmt).scalars())
         self._prefetch_apps({(org, name) for org in orgs})
         apps = [self._apps[(org, name)] for org in orgs]
         if not apps:
@@ -285,7 +293,7 @@ class AsOf:
             stmt = select(*keys).where(*where)
             if after is not None:
                 stmt = stmt.where(past(keys, after))
-            chunk = self.session.execute(stmt.order_by(*keys).limit(size), {"at": self.at}).all()
+            chunk = self._execute(stmt.order_by(*keys).limit(size)).all()
             self._prefetch_apps({(org, name) for name, org in chunk})  # the chunk's apps and events: a query each
             self._fetch([app.version.event_id for app in self._apps.values() if app.version is not None])
             yield from chunk
