@@ -12,6 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
+from sqlalchemy import Engine
+from sqlalchemy import event as sqlalchemy_events
 
 from cmdb_sync.app import create_app
 from cmdb_sync.ingest import ingest
@@ -289,6 +291,41 @@ def test_an_empty_history_page_is_a_404_only_for_what_never_existed(api, session
     never = api.get(f"/api/v1/apps/{APP}/envs/nope/history?cursor={cursor}")
     assert never.status_code == 404 and "env 'nope' of app" in never.json()["detail"]
     assert api.get(f"/api/v1/apps/{APP}/envs/prod/history?cursor=not-a-cursor").status_code == 400
+
+
+def statements_of(api, path: str) -> tuple[int, dict]:
+    """How many queries answering ``path`` sent to the database (SQLite's BEGIN of a read is not
+    one), and the answer."""
+    sent = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement != "BEGIN":
+            sent.append(statement)
+
+    sqlalchemy_events.listen(Engine, "before_cursor_execute", count)
+    try:
+        response = api.get(path)
+    finally:
+        sqlalchemy_events.remove(Engine, "before_cursor_execute", count)
+    assert response.status_code == 200, response.text
+    return len(sent), response.json()
+
+
+def test_a_history_page_reads_its_versions_their_events_and_the_archive_mark_in_one_statement(
+    api, session_factory
+) -> None:
+    deliver(session_factory, *(env_event("Update", 1000 * n, event_id=f"e{n}", lock_by=f"u{n}") for n in range(1, 8)))
+    # the app, then the page: each version with its event and the one before it, when it is on the page
+    count, page = statements_of(api, f"/api/v1/apps/{APP}/envs/prod/history")
+    assert [v["event_id"] for v in page["items"]] == [f"e{n}" for n in range(7, 0, -1)]
+    assert page["items"][0]["changes"] == [{"field": "lock_by", "from": "u6", "to": "u7"}]
+    assert count == 2
+    # a page that ends before the first version: the row past its end is the one before its last
+    count, page = statements_of(api, f"/api/v1/apps/{APP}/envs/prod/history?limit=3")
+    assert page["items"][-1]["changes"] == [{"field": "lock_by", "from": "u4", "to": "u5"}] and count == 2
+    # past a cursor: whether the env ever existed is asked first
+    count, page = statements_of(api, f"/api/v1/apps/{APP}/envs/prod/history?limit=3&cursor={page['next_cursor']}")
+    assert [v["event_id"] for v in page["items"]] == ["e4", "e3", "e2"] and count == 3
 
 
 def test_the_change_feed_is_in_event_time_order_and_its_cursor_survives_new_events(api, session_factory) -> None:
