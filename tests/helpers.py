@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 
 from cmdb_sync.models import Base
 from cmdb_sync.projections import PROJECTIONS
@@ -184,3 +186,19 @@ def lanes_of(pid: int) -> list[Any]:
         for child in psutil.Process(pid).children()
         if "spawn_main" in " ".join(child.cmdline()) and "resource_tracker" not in " ".join(child.cmdline())
     ]
+
+
+@contextmanager
+def queries_sent() -> Iterator[list[str]]:
+    """The statements any engine sends meanwhile, in order (SQLite's BEGIN of a read is not one)."""
+    sent: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement != "BEGIN":
+            sent.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        yield sent
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)

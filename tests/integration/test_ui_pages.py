@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 from litestar.testing import TestClient
-from sqlalchemy import Engine, event
 
 from cmdb_sync.app import create_app
 from tests.conftest import WEBHOOK_TOKEN, make_settings, post_delivery
+from tests.helpers import queries_sent
 
 READER, ADMIN = "reader-token", "admin-token"
 ORG = "60d54f3daccf2bbd6659f3ad"
@@ -29,23 +29,11 @@ def sign_in(client: TestClient, token: str) -> None:
     assert response.status_code == 303 and response.headers["location"] == "/ui"
 
 
-class Queries:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, *args: object) -> None:
-        self.count += 1
-
-
 def queries_of(client: TestClient, path: str) -> tuple[int, str]:
-    counter = Queries()
-    event.listen(Engine, "before_cursor_execute", counter)
-    try:
+    with queries_sent() as sent:
         response = client.get(path)
-    finally:
-        event.remove(Engine, "before_cursor_execute", counter)
     assert response.status_code == 200, response.text
-    return counter.count, response.text
+    return len(sent), response.text
 
 
 def test_pages_ask_to_sign_in_and_a_rejected_token_says_so(ui) -> None:

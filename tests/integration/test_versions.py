@@ -12,8 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
-from sqlalchemy import Engine
-from sqlalchemy import event as sqlalchemy_events
 
 from cmdb_sync.app import create_app
 from cmdb_sync.ingest import ingest
@@ -25,6 +23,7 @@ from tests.helpers import (
     change_order_event,
     env_event,
     orchestration_event,
+    queries_sent,
     raw,
     variable_group_event,
 )
@@ -294,19 +293,9 @@ def test_an_empty_history_page_is_a_404_only_for_what_never_existed(api, session
 
 
 def statements_of(api, path: str) -> tuple[int, dict]:
-    """How many queries answering ``path`` sent to the database (SQLite's BEGIN of a read is not
-    one), and the answer."""
-    sent = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if statement != "BEGIN":
-            sent.append(statement)
-
-    sqlalchemy_events.listen(Engine, "before_cursor_execute", count)
-    try:
+    """How many queries answering ``path`` sent to the database, and the answer."""
+    with queries_sent() as sent:
         response = api.get(path)
-    finally:
-        sqlalchemy_events.remove(Engine, "before_cursor_execute", count)
     assert response.status_code == 200, response.text
     return len(sent), response.json()
 
