@@ -135,16 +135,10 @@ class AsOf:
         self, kind: str, where: list[Any], keys: list[Any], after: list[Any] | None, *, first: int = CHUNK
     ) -> Iterator[_At]:
         """The versions at the moment of every object of ``kind`` matching ``where``, in ``keys``
-        order: ``first`` of them at once (a page's worth), then larger chunks. Each chunk's
-        journaled events, apps and change orders are read together, a query each."""
-        size = first
-        while True:
-            # each version with its journaled event: the chunk's events come with it, not after it
-            stmt = self._latest(kind).where(*where).join(Event, Event.id == Version.event_id)
-            stmt = stmt.add_columns(Event.headers, Event.body)
-            if after is not None:
-                stmt = stmt.where(past(keys, after))
-            rows = self._execute(stmt.order_by(*keys).limit(size)).all()
+        order, a chunk at a time (``_chunks``), each version with its journaled event; a chunk's
+        apps and change orders are read together, a query each."""
+        stmt = self._latest(kind).where(*where).join(Event, Event.id == Version.event_id)
+        for rows in self._chunks(stmt.add_columns(Event.headers, Event.body), keys, after, first=first):
             chunk = [_At(*row[:-2]) for row in rows]
             self._bodies.update((row[0], (row[-2], row[-1])) for row in rows)
             if kind != "App":
@@ -152,10 +146,19 @@ class AsOf:
             if kind == "Env":
                 self._prefetch_deployments({(version.org_id, version.app_name) for version in chunk})
             yield from chunk
-            if len(chunk) < size:
+
+    def _chunks(self, stmt: Select[Any], keys: list[Any], after: list[Any] | None, *, first: int) -> Iterator[Any]:
+        """``stmt``'s rows past ``after`` in ``keys`` order (columns it selects): ``first`` of them at
+        once (a page's worth), then chunks four times larger, up to ``MAX_CHUNK``; a list stops
+        asking where its page is full."""
+        size = first
+        while True:
+            page = stmt if after is None else stmt.where(past(keys, after))
+            rows = self._execute(page.order_by(*keys).limit(size)).all()
+            yield rows
+            if len(rows) < size:
                 return
-            last = chunk[-1]
-            after = [getattr(last, key.key) for key in keys]
+            after = [getattr(rows[-1], key.key) for key in keys]
             size = min(size * 4, MAX_CHUNK)
 
     def _prefetch_apps(self, keys: set[tuple[str, str]]) -> None:
@@ -286,21 +289,13 @@ class AsOf:
         return _page(candidates(), window.limit)
 
     def _walk_apps(self, where: list[Any], keys: list[Any], after: list[Any] | None, *, first: int) -> Iterator[Any]:
-        """The apps (name, org) that existed at the moment, in ``keys`` order, a chunk at a time, each
-        chunk's versions and events read together (as ``walk``)."""
-        size = first
-        while True:
-            stmt = select(*keys).where(*where)
-            if after is not None:
-                stmt = stmt.where(past(keys, after))
-            chunk = self._execute(stmt.order_by(*keys).limit(size)).all()
-            self._prefetch_apps({(org, name) for name, org in chunk})  # the chunk's apps and events: a query each
-            self._fetch([app.version.event_id for app in self._apps.values() if app.version is not None])
+        """The apps (name, org) that existed at the moment, in ``keys`` order, a chunk at a time
+        (``_chunks``); a chunk's versions and events are read together, a query each."""
+        for chunk in self._chunks(select(*keys).where(*where), keys, after, first=first):
+            self._prefetch_apps({(org, name) for name, org in chunk})
+            versions = [self._apps[(org, name)].version for name, org in chunk]
+            self._fetch([version.event_id for version in versions if version is not None])
             yield from chunk
-            if len(chunk) < size:
-                return
-            after = list(chunk[-1])
-            size = min(size * 4, MAX_CHUNK)
 
     # --- objects of an app ---
 
