@@ -340,14 +340,11 @@ def history(
     """One object's versions, newest first. The app is found deleted or not (its history stays);
     versions hidden by an App Delete are left out unless ``include_deleted``."""
     app = resolve_app(session, app_name, org_id, include_deleted=True)
-    of_object = and_(
-        Version.kind == kind, Version.app_name == app.name, Version.name == name, Version.org_id == app.org_id
-    )
     the_object = {"kind": kind, "app_name": app.name, "name": name, "org_id": app.org_id}
 
     def must_have_history() -> None:
         """A 404 for an object of which no version was ever received."""
-        if session.execute(select(Version.event_id).where(of_object).limit(1)).first() is not None:
+        if session.connection().execute(_any_version(), the_object).first() is not None:
             return
         if kind == "App":
             raise NotFound(f"app {name!r} has no history")
@@ -364,14 +361,22 @@ def history(
     return page
 
 
+def _of_object() -> Any:
+    """The versions of one object, named by the parameters ``kind``, ``app_name``, ``name``, ``org_id``."""
+    return and_(*(getattr(Version, column) == bindparam(column) for column in ("kind", "app_name", "name", "org_id")))
+
+
+@cache
+def _any_version() -> Select[Any]:
+    """One version of the object (``_of_object``), if it ever had one."""
+    return select(Version.event_id).where(_of_object()).limit(1)
+
+
 @cache
 def _object_page(include_deleted: bool, *, after: bool) -> Select[Any]:
     """The page statement of one object's versions, newest first, built once per shape: the
-    object (``kind``, ``app_name``, ``name``, ``org_id``), the cursor and the limit are parameters."""
-    of_object = and_(
-        *(getattr(Version, column) == bindparam(column) for column in ("kind", "app_name", "name", "org_id"))
-    )
-    stmt = _with_app(_versions_select().where(of_object))
+    object (``_of_object``), the cursor and the limit are parameters."""
+    stmt = _with_app(_versions_select().where(_of_object()))
     if not include_deleted:
         stmt = stmt.where(_not_hidden_by_app_delete())
     return bound_page_statement(stmt, PAGE_KEYS, after=after, descending=True)
