@@ -300,6 +300,11 @@ def past(keys: Sequence[Any], values: Sequence[Any], *, descending: bool = False
     """The keyset condition: rows whose ``keys`` come after ``values`` in the order (before them
     when ``descending``), each value bound with its key's type."""
     bound = tuple_(*(bindparam(None, value, type_=key.type) for key, value in zip(keys, values, strict=True)))
+    return beyond(keys, bound, descending=descending)
+
+
+def beyond(keys: Sequence[Any], bound: Any, *, descending: bool = False) -> ColumnElement[bool]:
+    """``past`` with the values already SQL (``bound``: a tuple of parameters, say)."""
     return tuple_(*keys) < bound if descending else tuple_(*keys) > bound
 
 

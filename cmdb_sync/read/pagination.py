@@ -19,7 +19,7 @@ from sqlalchemy import Integer, Select, bindparam, tuple_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from cmdb_sync.db import past
+from cmdb_sync.db import beyond, past
 from cmdb_sync.errors import BadRequest
 
 DEFAULT_LIMIT = 50
@@ -91,9 +91,7 @@ def page_statement(
     follows), with the keys as its last columns."""
     if cursor is not None:
         stmt = stmt.where(past(keys, decode_cursor(cursor, keys), descending=descending))
-    order = [key.desc() if descending else key.asc() for key in keys]
-    stmt = stmt.add_columns(*(key.label(f"_page_key_{i}") for i, key in enumerate(keys)))
-    return stmt.order_by(*order).limit(limit + 1)
+    return _in_key_order(stmt, keys, descending).limit(limit + 1)
 
 
 def bound_page_statement(
@@ -104,10 +102,15 @@ def bound_page_statement(
     page of its shape, and SQLAlchemy finds its compiled form without walking it again."""
     if after:
         bound = tuple_(*(bindparam(f"_after_{i}", type_=key.type) for i, key in enumerate(keys)))
-        stmt = stmt.where(tuple_(*keys) < bound if descending else tuple_(*keys) > bound)
+        stmt = stmt.where(beyond(keys, bound, descending=descending))
+    return _in_key_order(stmt, keys, descending).limit(bindparam("_limit", type_=Integer))
+
+
+def _in_key_order(stmt: Select[Any], keys: Sequence[ColumnElement[Any]], descending: bool) -> Select[Any]:
+    """``stmt`` ordered by ``keys``, which it also selects as its last columns (``page_of`` makes
+    the next cursor of them)."""
     order = [key.desc() if descending else key.asc() for key in keys]
-    stmt = stmt.add_columns(*(key.label(f"_page_key_{i}") for i, key in enumerate(keys)))
-    return stmt.order_by(*order).limit(bindparam("_limit", type_=Integer))
+    return stmt.add_columns(*(key.label(f"_page_key_{i}") for i, key in enumerate(keys))).order_by(*order)
 
 
 def page_parameters(keys: Sequence[ColumnElement[Any]], *, limit: int, cursor: str | None) -> dict[str, Any]:
