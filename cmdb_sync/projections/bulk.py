@@ -202,11 +202,7 @@ def journal(conn: Connection, event_ids: Table, events: Table, rows: list[dict[s
         return set
     columns = tuple(rows[0])
     if conn.dialect.name == "postgresql":
-        params = {
-            **_pg_rows([{name: row[name] for name in columns if name != "body"} for row in rows]),
-            "bodies": [row["body"] for row in rows],
-        }
-        claimed_rows = _pg_later(conn, _pg_journal_sql(events, columns), params)
+        claimed_rows = _pg_later(conn, _pg_journal_sql(events, columns), _pg_rows(rows))
         return lambda: {row[0] for row in claimed_rows()}
     claim = sqlite.insert(event_ids).on_conflict_do_nothing(index_elements=["id"]).returning(event_ids.c.id)
     claimed = set(conn.execute(claim, [{"id": row["id"], "received_at": row["received_at"]} for row in rows]).scalars())
@@ -218,19 +214,8 @@ def journal(conn: Connection, event_ids: Table, events: Table, rows: list[dict[s
 
 @cache
 def _pg_journal_sql(events: Table, columns: tuple[str, ...]) -> str:
-    """The bodies go as a binary array beside the rest of the rows' document, zipped to it by
-    ``ROWS FROM``: inside the document, each ~1 KB body was escaped by msgspec and lexed back by
-    PostgreSQL character by character (``json_lex``, ``appendStringInfoChar``: 4% of the whole
-    machine's samples during an import; the journal's statement 5.9 -> 5.2 s of PostgreSQL's time
-    over an import of 200,000 events)."""
-    others = [name for name in columns if name != "body"]
-    definitions = ", ".join(f'"{name}" {_pg_type(events, name)}' for name in others)
-    rows = (
-        f"SELECT {_quoted(columns)} FROM ROWS FROM (json_to_recordset(%(rows)s::json) AS ({definitions}), "
-        f"unnest(%(bodies)b::text[])) AS r({_quoted([*others, 'body'])})"
-    )
     return (
-        f"WITH r AS MATERIALIZED ({rows}), "
+        f"WITH r AS MATERIALIZED ({_pg_select(events, columns)}), "
         "claimed AS (INSERT INTO event_ids (id, received_at) SELECT id, received_at FROM r "
         "ON CONFLICT (id) DO NOTHING RETURNING id) "
         f'INSERT INTO "{events.name}" ({_quoted(columns)}) SELECT r.* FROM r '
