@@ -20,8 +20,8 @@ NATURAL_KEYS = {projection.table.name: projection.identity for projection in PRO
 
 
 def _parent(table: Any) -> tuple[str, str]:
-    (fk,) = table.foreign_keys
-    return fk.parent.name, fk.column.table.name
+    (column,) = [column for column in table.columns if "parent" in column.info]
+    return column.name, column.info["parent"]
 
 
 # child table: (its parent's id column, the parent table); parents come before their children, and

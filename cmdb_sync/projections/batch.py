@@ -31,7 +31,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from cmdb_sync.db import describe_error, is_data_error
 from cmdb_sync.errors import ProjectionError
 from cmdb_sync.events import MAX_NAME_CHARS, Envelope
-from cmdb_sync.models import App, Version
+from cmdb_sync.models import App, Version, parent_column
 from cmdb_sync.projections import PROJECTIONS, REGISTRY, bulk
 from cmdb_sync.projections.common import CHILDREN, Children, Projection, Snapshot
 from cmdb_sync.status import Status
@@ -282,8 +282,8 @@ def _upsert(conn: Connection, projection: Projection, winners: list[_Item]) -> d
 
 
 def _replace_children(conn: Connection, projection: Projection, replaced: list[tuple[int, Snapshot]]) -> None:
-    """Children follow the snapshot: what the rewritten rows had goes (their own children by
-    cascade), what the snapshots hold comes in, in order. Every rewritten row's children are
+    """Children follow the snapshot: what the rewritten rows had goes (their own children with
+    them), what the snapshots hold comes in, in order. Every rewritten row's children are
     replaced, even one that was not there when the batch read the held versions: another process
     may have created it since, children included, and this write has just overwritten it."""
     if not projection.children:
@@ -292,8 +292,8 @@ def _replace_children(conn: Connection, projection: Projection, replaced: list[t
     row_ids = [row_id for row_id, _ in replaced]
     by_table = _children_by_table([(row_id, snapshot.children) for row_id, snapshot in replaced])
     for child in projection.children:
-        column = _parent_column(child, table)
-        if column is None:  # a grandchild goes by cascade, and comes in with its parent
+        column = parent_column(child, table)
+        if column is None:  # a grandchild goes with its parent, and comes in with it
             continue
         rows, nested = _child_rows(by_table.get(child, []), column)
         ids = bulk.replace_children(conn, child, column, row_ids, rows, key=(column, "position") if nested else ())
@@ -329,7 +329,7 @@ def _child_rows(entries: list[Entry], column: str) -> tuple[list[dict[str, Any]]
 def _insert_children(conn: Connection, parents: list[tuple[int, Sequence[Children]]], parent_table: Table) -> None:
     """Insert the children of new rows, one multi-row INSERT per table, then theirs."""
     for table, entries in _children_by_table(parents).items():
-        column = _parent_column(table, parent_table)
+        column = parent_column(table, parent_table)
         rows, nested = _child_rows(entries, column)  # type: ignore[arg-type]
         ids = bulk.insert_rows(conn, table, rows, key=(column, "position") if nested else ())  # type: ignore[operator]
         if nested:
@@ -345,13 +345,6 @@ def _ensure_apps(conn: Connection, apps: list[tuple[str, str]]) -> None:
 
 
 # --- statements, built once ----------------------------------------------------------------------
-
-
-def _parent_column(child: Table, parent: Table) -> str | None:
-    for fk in child.foreign_keys:
-        if fk.column.table is parent:
-            return fk.parent.name
-    return None
 
 
 @cache

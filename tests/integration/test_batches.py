@@ -153,3 +153,53 @@ def test_a_batch_replaces_each_child_table_of_its_objects_whether_it_has_rows_or
         assert conn.execute(select(func.count()).select_from(Placeholder)).scalar_one() == 0
         assert sorted(conn.execute(select(Component.name)).scalars()) == ["deploy", "svc"]
         assert conn.execute(select(func.count()).select_from(Version)).scalar_one() == 6
+
+
+def test_a_change_orders_jobs_are_replaced_with_their_stages_and_tasks(engine, session_factory) -> None:
+    """A job's stages and a stage's tasks hold their parent's id, with no foreign key to delete them
+    by cascade (migration 0010): replacing a change order's jobs deletes the rows below them too,
+    alone and in a batch, on both databases, and leaves the other change orders' rows alone."""
+    from sqlalchemy import func, select
+
+    from cmdb_sync.models import ChangeOrderJob, ChangeOrderStage, ChangeOrderTask
+    from tests.helpers import change_order_event
+
+    def wide(sn: str, time: int, jobs: int) -> dict:
+        event = change_order_event(sn, time)
+        (job,) = event["body"]["objectAttributes"]["jobs"]
+        (stage,) = job["stages"]
+        stage["tasks"] = [{**stage["tasks"][0], "sn": f"{sn}-t{t}"} for t in range(2)]
+        job["stages"] = [{**stage, "sn": f"{sn}-s{s}"} for s in range(2)]
+        event["body"]["objectAttributes"]["jobs"] = [{**job, "sn": f"{sn}-j{j}"} for j in range(jobs)]
+        return event
+
+    def counts() -> list[int]:
+        with engine.connect() as conn:
+            return [
+                conn.execute(select(func.count()).select_from(model)).scalar_one()
+                for model in (ChangeOrderJob, ChangeOrderStage, ChangeOrderTask)
+            ]
+
+    _empty_all_tables(engine)
+    first = [wide("co-1", 1000, 2), wide("co-2", 1000, 2)]
+    assert [r.status for r in ingest_batch(session_factory, [Delivery(e["headers"], raw(e)) for e in first])] == [
+        "applied"
+    ] * 2
+    assert counts() == [4, 8, 16]
+    narrower = wide("co-1", 2000, 1)  # alone: 2 jobs -> 1
+    assert ingest(session_factory, narrower["headers"], raw(narrower)).status == "applied"
+    assert counts() == [3, 6, 12]
+    second = [wide("co-2", 2000, 3), wide("co-1", 3000, 0)]  # in a batch: 2 -> 3, 1 -> 0
+    assert [r.status for r in ingest_batch(session_factory, [Delivery(e["headers"], raw(e)) for e in second])] == [
+        "applied"
+    ] * 2
+    assert counts() == [3, 6, 12]
+    with engine.connect() as conn:
+        tasks_of_live_stages = conn.execute(
+            select(func.count())
+            .select_from(ChangeOrderTask)
+            .join(ChangeOrderStage, ChangeOrderStage.id == ChangeOrderTask.stage_id)
+            .join(ChangeOrderJob, ChangeOrderJob.id == ChangeOrderStage.job_id)
+        ).scalar_one()
+    assert tasks_of_live_stages == 12
+    dump_state(engine)  # raises on a row whose parent is gone

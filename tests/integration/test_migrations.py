@@ -139,3 +139,51 @@ def test_0009_lower_cases_the_artifact_filters_text(databases, backend: str) -> 
             )
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_0010_drops_the_child_rows_keys_and_keeps_the_rows(databases, backend: str) -> None:
+    """0010 drops the foreign keys of the child tables (on SQLite by copying each table, the
+    deepest first, so that no copy deletes another table's rows by cascade); every row stays. Going
+    down deletes the rows whose parent is gone and puts the keys back."""
+    from sqlalchemy import text
+
+    url = databases.fresh(backend)
+    migrate.upgrade(url, "0009")
+    engine = make_engine(url)
+    chain = ["change_orders", "change_order_jobs", "change_order_stages", "change_order_tasks"]
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO change_orders (org_id, sn, app_name) VALUES ('o', 'co', 'shop')"))
+            order = conn.execute(text("SELECT id FROM change_orders")).scalar_one()
+            conn.execute(
+                text(
+                    "INSERT INTO change_order_jobs (change_order_id, position, org_id, app_name, artifacts, artifacts_text) "
+                    "VALUES (:order, 0, 'o', 'shop', '{}', '')"
+                ),
+                {"order": order},
+            )
+            job = conn.execute(text("SELECT id FROM change_order_jobs")).scalar_one()
+            conn.execute(text("INSERT INTO change_order_stages (job_id, position) VALUES (:job, 0)"), {"job": job})
+            stage = conn.execute(text("SELECT id FROM change_order_stages")).scalar_one()
+            conn.execute(
+                text(
+                    "INSERT INTO change_order_tasks (stage_id, position, artifacts, error_messages) "
+                    "VALUES (:stage, 0, '{}', '{}')"
+                ),
+                {"stage": stage},
+            )
+        assert all(inspect(engine).get_foreign_keys(table) for table in chain[1:])
+        migrate.upgrade(url)
+        engine.dispose()  # SQLite: a connection opened before the tables were copied reads their keys stale
+        assert not any(inspect(engine).get_foreign_keys(table) for table in chain[1:])
+        with engine.begin() as conn:
+            assert [conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() for table in chain] == [1, 1, 1, 1]
+            conn.execute(text("DELETE FROM change_order_jobs"))  # the stage and task are orphans now
+        migrate.downgrade(url, "0009")
+        engine.dispose()
+        assert all(inspect(engine).get_foreign_keys(table) for table in chain[1:])
+        with engine.connect() as conn:
+            assert [conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() for table in chain] == [1, 0, 0, 0]
+    finally:
+        engine.dispose()
