@@ -108,6 +108,22 @@ def test_the_journal_by_month_migration_keeps_every_delivery(databases, backend:
         engine.dispose()
 
 
+def _a_change_order_with_a_job(conn, artifacts: str, artifacts_text: str) -> int:  # noqa: ANN001
+    """A change order and its one job, written as the projector of 0008-0009 wrote them; the job's id."""
+    from sqlalchemy import text
+
+    conn.execute(text("INSERT INTO change_orders (org_id, sn, app_name) VALUES ('o', 'co', 'shop')"))
+    order = conn.execute(text("SELECT id FROM change_orders")).scalar_one()
+    conn.execute(
+        text(
+            "INSERT INTO change_order_jobs (change_order_id, position, org_id, app_name, artifacts, artifacts_text) "
+            "VALUES (:order, 0, 'o', 'shop', :artifacts, :text)"
+        ),
+        {"order": order, "artifacts": artifacts, "text": artifacts_text},
+    )
+    return conn.execute(text("SELECT id FROM change_order_jobs")).scalar_one()  # type: ignore[no-any-return]
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_0009_lower_cases_the_artifact_filters_text(databases, backend: str) -> None:
     """Jobs projected before 0009 kept their text's case; 0009 rewrites it from the artifacts."""
@@ -118,18 +134,8 @@ def test_0009_lower_cases_the_artifact_filters_text(databases, backend: str) -> 
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO change_orders (org_id, sn, app_name) VALUES ('o', 'co', 'shop')"))
-            order = conn.execute(text("SELECT id FROM change_orders")).scalar_one()
-            conn.execute(
-                text(
-                    "INSERT INTO change_order_jobs (change_order_id, position, org_id, app_name, artifacts, artifacts_text) "
-                    "VALUES (:order, 0, 'o', 'shop', :artifacts, :text)"
-                ),
-                {
-                    "order": order,
-                    "artifacts": '{"image": "Registry/Shop:1.0", "chart": "Chart-2"}',
-                    "text": "Registry/Shop:1.0\nChart-2",
-                },
+            _a_change_order_with_a_job(
+                conn, '{"image": "Registry/Shop:1.0", "chart": "Chart-2"}', "Registry/Shop:1.0\nChart-2"
             )
         migrate.upgrade(url)
         with engine.connect() as conn:
@@ -154,16 +160,7 @@ def test_0010_drops_the_child_rows_keys_and_keeps_the_rows(databases, backend: s
     chain = ["change_orders", "change_order_jobs", "change_order_stages", "change_order_tasks"]
     try:
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO change_orders (org_id, sn, app_name) VALUES ('o', 'co', 'shop')"))
-            order = conn.execute(text("SELECT id FROM change_orders")).scalar_one()
-            conn.execute(
-                text(
-                    "INSERT INTO change_order_jobs (change_order_id, position, org_id, app_name, artifacts, artifacts_text) "
-                    "VALUES (:order, 0, 'o', 'shop', '{}', '')"
-                ),
-                {"order": order},
-            )
-            job = conn.execute(text("SELECT id FROM change_order_jobs")).scalar_one()
+            job = _a_change_order_with_a_job(conn, "{}", "")
             conn.execute(text("INSERT INTO change_order_stages (job_id, position) VALUES (:job, 0)"), {"job": job})
             stage = conn.execute(text("SELECT id FROM change_order_stages")).scalar_one()
             conn.execute(
