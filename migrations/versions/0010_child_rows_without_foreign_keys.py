@@ -7,8 +7,8 @@ deleted with the rows below it when its parent's children are replaced (``bulk.d
 The foreign keys only checked that again, one query per row inserted (PostgreSQL's
 ``RI_FKey_check`` trigger: 3.5 s of PostgreSQL's 22 s over an import of 200,000 events; the
 import 9% faster without them, median of seven alternated runs), and deleted a job's stages and
-tasks by cascade, which the projector now does set-based. Going down
-deletes any row whose parent is gone, then puts the keys back.
+tasks by cascade, which the projector now does set-based. Going down deletes any row whose parent
+is gone, then puts the keys back.
 
 Revision ID: 0010
 Revises: 0009
