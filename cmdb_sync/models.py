@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -87,12 +88,22 @@ def parent_id(parent: str, *, index: bool = True) -> Mapped[int]:
     return mapped_column(Integer, index=index, info={"parent": parent})
 
 
+@cache
+def parent_of(child: Table) -> tuple[str, str] | None:
+    """``(column, parent table)`` of a child table: the column holding the id of its parent row,
+    and the name of the parent's table; None for a table that is no one's child. A row has one
+    parent: a table declaring two is a mistake in the models."""
+    links = [(column.name, column.info["parent"]) for column in child.columns if "parent" in column.info]
+    if len(links) > 1:
+        msg = f"{child.name} declares {len(links)} parent columns; a child row has one parent"
+        raise ValueError(msg)
+    return links[0] if links else None
+
+
 def parent_column(child: Table, parent: Table) -> str | None:
     """The column of ``child`` holding the id of its ``parent`` row; None if ``parent`` is not its parent."""
-    for column in child.columns:
-        if column.info.get("parent") == parent.name:
-            return column.name
-    return None
+    link = parent_of(child)
+    return link[0] if link is not None and link[1] == parent.name else None
 
 
 def children(parent: str, child: str, column: str) -> Any:

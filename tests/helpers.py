@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event, select
 
-from cmdb_sync.models import Base
+from cmdb_sync.models import Base, parent_of
 from cmdb_sync.projections import PROJECTIONS
 
 ORG = "org-1"
@@ -20,8 +20,9 @@ NATURAL_KEYS = {projection.table.name: projection.identity for projection in PRO
 
 
 def _parent(table: Any) -> tuple[str, str]:
-    (column,) = [column for column in table.columns if "parent" in column.info]
-    return column.name, column.info["parent"]
+    link = parent_of(table)
+    assert link is not None, f"{table.name} is listed as a child table but declares no parent column"
+    return link
 
 
 # child table: (its parent's id column, the parent table); parents come before their children, and
