@@ -42,7 +42,8 @@ def from_epoch_ms(value: int) -> datetime:
 
 
 def to_epoch_ms(value: datetime) -> int:
-    return int((value - EPOCH).total_seconds() * 1000)
+    """Whole milliseconds since the epoch, exactly (through a float, some times lost one)."""
+    return (value - EPOCH) // timedelta(milliseconds=1)
 
 
 def parse_event_time(value: object) -> datetime:
