@@ -450,9 +450,10 @@ def import_(sources: tuple[TextIO, ...]) -> None:
     `journal archive` writes), or a file holding
     one such delivery, or a JSON array of them (as tests/fixtures/seed/*.json). Bad ones are
     reported and skipped."""
+    from functools import partial
     from itertools import chain
 
-    from cmdb_sync.archive import ImportStopped, count_json_lines, documents, import_documents
+    from cmdb_sync.archive import ImportStopped, count_json_lines, documents, import_documents, survey
     from cmdb_sync.errors import DatabaseUnavailable
     from cmdb_sync.lanes import collecting_rarely
     from cmdb_sync.progress import reporting
@@ -462,6 +463,9 @@ def import_(sources: tuple[TextIO, ...]) -> None:
     total = None
     if len(sources) == 1 and sources[0] is not sys.stdin and sources[0].seekable():
         total = count_json_lines(sources[0])
+    surveying = None
+    if all(source is not sys.stdin and source.seekable() for source in sources):
+        surveying = partial(survey, sources)
     located = chain.from_iterable(documents(getattr(source, "name", "<stdin>"), source) for source in sources)
     again = "import the same files again to finish (what was imported is then a duplicate)"
     with (
@@ -471,7 +475,7 @@ def import_(sources: tuple[TextIO, ...]) -> None:
         collecting_rarely(),
     ):
         try:
-            import_documents(database.sessions, located, reporter)
+            import_documents(database.sessions, located, reporter, surveying=surveying)
         except (ImportStopped, DatabaseUnavailable) as exc:
             _finish(reporter, "imported before it stopped")
             raise click.ClickException(f"{exc}; {again}") from None

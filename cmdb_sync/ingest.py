@@ -30,6 +30,7 @@ from cmdb_sync.events import Envelope, parse_envelope, scrub_nul
 from cmdb_sync.models import Event, EventId, stored_json
 from cmdb_sync.projections import bulk
 from cmdb_sync.projections.batch import MAX_ERROR_CHARS, Outcome, look_up, prepare, project_isolated, write
+from cmdb_sync.projections.deferral import Deferral
 from cmdb_sync.status import Status
 from cmdb_sync.times import now_utc
 
@@ -131,12 +132,17 @@ def ingest(
 
 
 def ingest_batch(
-    sessions: sessionmaker[Session] | Engine, deliveries: Sequence[Delivery], *, connect: Connect | None = None
+    sessions: sessionmaker[Session] | Engine,
+    deliveries: Sequence[Delivery],
+    *,
+    connect: Connect | None = None,
+    deferral: Deferral | None = None,
 ) -> list[IngestResult | BadDelivery | DatabaseUnavailable]:
     """Journal and project deliveries in one transaction; each gets its result, or the error that
     refused it (BadDelivery: not journaled; DatabaseUnavailable: nothing committed). ``connect``
     gives the connection to write on (the server's writer keeps one: ``HeldConnection``); by
-    default, one from the engine's pool."""
+    default, one from the engine's pool. ``deferral``: writes a later delivery of the same input
+    makes (``import`` of a file)."""
     engine = engine_of(sessions)
     connect = connect or engine.connect
     results: list[Any] = [None] * len(deliveries)
@@ -150,7 +156,7 @@ def ingest_batch(
     if not journal:
         return results
     try:
-        written = _with_retries(engine, connect, journal)
+        written = _with_retries(engine, connect, journal, deferral)
     except (DatabaseUnavailable, BadDelivery) as exc:
         if len(journal) == 1 or getattr(exc, "connection_lost", False):
             for index, _, _ in journal:
@@ -160,7 +166,7 @@ def ingest_batch(
         written = _Written({}, set())
         for entry in journal:
             try:
-                alone = _with_retries(engine, connect, [entry])
+                alone = _with_retries(engine, connect, [entry], deferral)
             except (DatabaseUnavailable, BadDelivery) as refused:
                 results[entry[0]] = refused
                 continue
@@ -195,9 +201,11 @@ def _unavailable(exc: SQLAlchemyError) -> CmdbSyncError:
     return error
 
 
-def _with_retries(engine: Engine, connect: Connect, journal: list[tuple[int, Envelope, dict[str, Any]]]) -> _Written:
+def _with_retries(
+    engine: Engine, connect: Connect, journal: list[tuple[int, Envelope, dict[str, Any]]], deferral: Deferral | None
+) -> _Written:
     try:
-        return retrying(lambda: _journal_and_project(engine, connect, journal))
+        return retrying(lambda: _journal_and_project(engine, connect, journal, deferral))
     except SQLAlchemyError as exc:
         raise _unavailable(exc) from exc
 
@@ -210,7 +218,7 @@ TRIED_AGAIN = frozenset({Status.UNSUPPORTED.value, Status.FAILED.value})
 
 
 def _journal_and_project(
-    engine: Engine, connect: Connect, journal: list[tuple[int, Envelope, dict[str, Any]]]
+    engine: Engine, connect: Connect, journal: list[tuple[int, Envelope, dict[str, Any]]], deferral: Deferral | None
 ) -> _Written:
     """One transaction: project the deliveries never projected, then journal them with their status.
 
@@ -222,6 +230,8 @@ def _journal_and_project(
     answers duplicate. Each row is written once, with its final status; one tried again keeps the
     time it was first received (its journal month). An id whose month was archived is a duplicate."""
     written = _Written({index: (Status.DUPLICATE, None) for index, _, _ in journal}, set())
+    if deferral is not None:
+        deferral.attempt()
     # a batch is pipelined (PostgreSQL): a database error then fails it as a whole, and
     # ingest_batch writes its deliveries one by one, each alone and isolated
     pipelining = len(journal) > 1
@@ -263,15 +273,17 @@ def _journal_and_project(
         # alone, a delivery the database refuses is kept as failed; in a batch, it fails the batch,
         # whose deliveries ingest_batch then writes one by one
         if len(projecting) == 1 or looked_up is None:
-            projected = project_isolated(conn, envelopes, looked_up)
+            projected = project_isolated(conn, envelopes, looked_up, deferral)
         else:
-            projected = write(conn, *looked_up)
+            projected = write(conn, *looked_up, deferral)
         rows = [
             {**row, "status": status.value, "error": error}
             for (_, _, row), (status, error) in zip(projecting, projected, strict=True)
         ]
         replaced = bulk.replace_journaled(conn, Event.__table__, rows[len(fresh) :], sorted(TRIED_AGAIN))
         claimed = bulk.journal(conn, EventId.__table__, Event.__table__, rows[: len(fresh)])
+    if deferral is not None:
+        deferral.commit()
     inserted = claimed()  # read after the commit, with its round trip
     for (index, envelope, _), outcome in zip(projecting, projected, strict=True):
         if envelope.id in inserted or envelope.id in replaced:

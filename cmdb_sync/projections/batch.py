@@ -34,6 +34,7 @@ from cmdb_sync.events import MAX_NAME_CHARS, Envelope
 from cmdb_sync.models import App, Version, parent_column
 from cmdb_sync.projections import PROJECTIONS, REGISTRY, bulk
 from cmdb_sync.projections.common import CHILDREN, Children, Projection, Snapshot
+from cmdb_sync.projections.deferral import Deferral
 from cmdb_sync.status import Status
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,9 @@ def look_up(conn: Connection, prepared: Prepared) -> Callable[[], Held]:
     return lambda: {kind: rows() for kind, rows in later.items()}
 
 
-def write(conn: Connection, prepared: Prepared, held: Held) -> list[Outcome]:
-    """Write the prepared events, in their order, against the versions ``held`` (``look_up``'s)."""
+def write(conn: Connection, prepared: Prepared, held: Held, deferral: Deferral | None = None) -> list[Outcome]:
+    """Write the prepared events, in their order, against the versions ``held`` (``look_up``'s),
+    leaving to later what ``deferral`` says a later event overwrites."""
     outcomes = list(prepared.outcomes)
     by_kind = dict(prepared.by_kind)
     # Every app the batch names, its App events' own included, is made to exist first, in one
@@ -147,45 +149,54 @@ def write(conn: Connection, prepared: Prepared, held: Held) -> list[Outcome]:
     named.update((item.snapshot.values["org_id"], item.snapshot.values["name"]) for item in by_kind.get("App", ()))
     _ensure_apps(conn, sorted(named))
     if "App" in by_kind:
-        _write_kind(conn, REGISTRY["App"], by_kind.pop("App"), outcomes, held["App"])
+        _write_kind(conn, REGISTRY["App"], by_kind.pop("App"), outcomes, held["App"], deferral)
     for projection in PROJECTIONS:
         if projection.kind in by_kind:
-            _write_kind(conn, projection, by_kind[projection.kind], outcomes, held[projection.kind])
+            _write_kind(conn, projection, by_kind[projection.kind], outcomes, held[projection.kind], deferral)
     return outcomes  # type: ignore[return-value]
 
 
-def project(conn: Connection, envelopes: Sequence[Envelope]) -> list[Outcome]:
+def project(conn: Connection, envelopes: Sequence[Envelope], deferral: Deferral | None = None) -> list[Outcome]:
     """Project the events, in their order, on ``conn`` (inside the caller's transaction)."""
     prepared = prepare(envelopes)
-    return write(conn, prepared, look_up(conn, prepared)())
+    return write(conn, prepared, look_up(conn, prepared)(), deferral)
 
 
 def project_isolated(
-    conn: Connection, envelopes: Sequence[Envelope], looked_up: tuple[Prepared, Held] | None = None
+    conn: Connection,
+    envelopes: Sequence[Envelope],
+    looked_up: tuple[Prepared, Held] | None = None,
+    deferral: Deferral | None = None,
 ) -> list[Outcome]:
     """``project``, but an error caused by one event's data fails that event alone: the batch is
     tried in a savepoint, and after an error each event is tried in its own. An outage (the
     connection lost, the database down) is nobody's data: it propagates. ``looked_up``: the
     events already prepared and their held versions read."""
+    saved = deferral.saved() if deferral is not None else None
     try:
         with conn.begin_nested():
-            return write(conn, *looked_up) if looked_up else project(conn, envelopes)
+            return write(conn, *looked_up, deferral) if looked_up else project(conn, envelopes, deferral)
     except Exception as exc:
         if _is_outage(exc):
             raise
+        if deferral is not None and saved is not None:
+            deferral.restore(saved)  # the savepoint rolled back what the batch deferred or settled
         if len(envelopes) == 1:
             return [_refused(envelopes[0], exc)]
         log.info("a batch of %d events failed as a whole; projecting them one by one", len(envelopes))
-    return [_project_one(conn, envelope) for envelope in envelopes]
+    return [_project_one(conn, envelope, deferral) for envelope in envelopes]
 
 
-def _project_one(conn: Connection, envelope: Envelope) -> Outcome:
+def _project_one(conn: Connection, envelope: Envelope, deferral: Deferral | None) -> Outcome:
+    saved = deferral.saved() if deferral is not None else None
     try:
         with conn.begin_nested():
-            return project(conn, [envelope])[0]
+            return project(conn, [envelope], deferral)[0]
     except Exception as exc:
         if _is_outage(exc):
             raise
+        if deferral is not None and saved is not None:
+            deferral.restore(saved)  # the savepoint rolled back what it deferred or settled
         return _refused(envelope, exc)
 
 
@@ -203,11 +214,18 @@ def _refused(envelope: Envelope, exc: Exception) -> Outcome:
 
 
 def _write_kind(
-    conn: Connection, projection: Projection, items: list[_Item], outcomes: list[Any], held: dict[Any, Any]
+    conn: Connection,
+    projection: Projection,
+    items: list[_Item],
+    outcomes: list[Any],
+    held: dict[Any, Any],
+    deferral: Deferral | None,
 ) -> None:
     winners: dict[tuple[Any, ...], _Item] = {}
     for item in items:  # in arrival order: each against everything before it
         current = held.get(item.key)
+        if deferral is not None:
+            current = deferral.held(projection.kind, item.key, current)
         if current is None or current[0] is None or item.version > current:
             outcomes[item.index] = (Status.APPLIED, None)
             held[item.key] = item.version
@@ -216,8 +234,12 @@ def _write_kind(
             outcomes[item.index] = (Status.STALE, None)
     purges = _purges(items)
     bulk.insert_ignoring_conflicts(conn, Version.__table__, ("event_id",), [_version(projection, i) for i in items])
+    if deferral is not None:
+        winners = deferral.defer(projection.kind, winners)
     if winners:
         written = _upsert(conn, projection, list(winners.values()))
+        if deferral is not None:
+            deferral.wrote(projection.kind, written)
         for key in winners.keys() - written.keys():  # a newer version came from another process
             for item in items:
                 if item.key == key:

@@ -656,6 +656,54 @@ def test_an_import_in_lanes_answers_and_ends_as_one_process_does(databases, monk
     assert lanes_state == one_state
 
 
+@pytest.mark.postgres_only
+def test_an_import_writes_a_snapshot_after_all_when_the_newer_one_later_in_the_file_fails(
+    databases, monkeypatch, tmp_path
+) -> None:
+    """An import in lanes leaves a snapshot unwritten when the file holds a newer one of its object
+    further on (``Deferral``). When that newer one fails, what one-by-one processing would show
+    is written after all: statuses and state are those of one
+    process, which writes every snapshot."""
+    from cmdb_sync import archive
+    from cmdb_sync.db import Database
+    from tests.helpers import dump_state
+
+    failing = env_event("Update", 9000, name="prod", labels={"step": "9"})
+    failing["body"]["objectAttributes"]["labelList"] = "not a list"  # refused when projected: failed
+    events = [
+        env_event("Update", 1000, name="prod", labels={"step": "1"}),
+        env_event("Update", 2000, name="prod", labels={"step": "2"}),  # applied, left to the failing one
+        failing,
+        env_event("Update", 8000, name="staging", labels={"step": "8"}),  # the newest comes first...
+        env_event("Update", 7000, name="staging", labels={"step": "7"}),  # ...so this one is stale
+        env_event("Update", 1000, name="dev", labels={"step": "1"}),
+        env_event("Update", 5000, name="dev", labels={"step": "5"}),  # written when its turn comes
+    ]
+    path = tmp_path / "world.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n", encoding="utf-8")
+    outcomes = []
+    for lanes in (1, 2):
+        monkeypatch.setattr(archive, "IMPORT_LANES", lanes)
+        monkeypatch.setattr(archive, "IMPORT_BATCH", 1)  # each event its own batch: the newer one comes later
+        url = databases.fresh("postgresql")
+        migrate.upgrade(url)
+        with Database.open(url) as database:
+            imported = cli(url, "import", str(path))
+            assert imported.exit_code == 0, imported.output
+            with database.engine.connect() as conn:
+                statuses = dict(conn.execute(select(Event.id, Event.status)).all())
+                version_ids = dict(conn.execute(select(Env.name, Env.version_id)).all())
+            outcomes.append((statuses, dump_state(database.engine), version_ids))
+    (one_statuses, one_state, _), (lanes_statuses, lanes_state, versions) = outcomes
+    ids = [e["body"]["id"] for e in events]
+    assert [lanes_statuses[i] for i in ids] == [
+        "applied", "applied", "failed", "applied", "stale", "applied", "applied"
+    ]  # fmt: skip
+    assert versions == {"prod": ids[1], "staging": ids[3], "dev": ids[6]}
+    assert lanes_statuses == one_statuses
+    assert lanes_state == one_state
+
+
 def half_imported_lane_world(databases, tmp_path):  # noqa: ANN001, ANN201
     """The lane world in a file; the state a whole import of it builds; a database holding its first
     300 lines, and a connection that locks ``versions`` there, so that the lanes of an import of

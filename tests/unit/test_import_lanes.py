@@ -54,3 +54,47 @@ def test_parse_line_encodes_again_what_only_the_standard_library_reads() -> None
 def test_parse_line_keeps_a_body_archived_as_a_string() -> None:
     archived = parse_line(json.dumps({"headers": {}, "body": '{"id": "e-4"}'}))
     assert archived.raw == b'{"id": "e-4"}'
+
+
+def test_a_survey_finds_each_objects_newest_snapshot_and_leaves_the_file_at_its_start(tmp_path) -> None:
+    from cmdb_sync.archive import survey
+
+    def env(event_id: str, time: int, name: str = "prod") -> dict:
+        return {"id": event_id, "orgId": "o", "time": time, "objectKind": "Env",
+                "objectAttributes": {"name": name, "appName": "shop"}}  # fmt: skip
+
+    lines = [
+        json.dumps({"headers": {}, "body": env("e-1", 2000)}),
+        json.dumps(env("e-2", 1000)),  # a bare body; older: not the newest
+        json.dumps({"headers": {}, "body": env("e-0", 2000)}),  # the same time, a smaller id
+        json.dumps(env("e-3", 500, name="qa")),
+        json.dumps({"headers": {}, "body": {**env("e-4", 9000), "objectKind": "ChangeOrder"}}),  # not overwritten
+        json.dumps(env("e-5", "not a time")),
+        "not JSON",
+        json.dumps({"headers": {}, "body": {**env("e-6", 9000), "objectAttributes": {"name": "prod"}}}),  # no app
+    ]
+    path = tmp_path / "deliveries.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with path.open(encoding="utf-8") as source:
+        found = survey([source])
+        assert source.readline() == lines[0] + "\n"
+    assert found == {
+        ("Env", "o", "shop", "prod"): (2000, "e-1"),
+        ("Env", "o", "shop", "qa"): (500, "e-3"),
+    }
+
+
+def test_a_survey_of_too_many_objects_gives_up(tmp_path, monkeypatch) -> None:
+    from cmdb_sync import archive
+
+    monkeypatch.setattr(archive, "SURVEY_OBJECTS", 2)
+    body = {"orgId": "o", "time": 1, "objectKind": "App"}
+    lines = [json.dumps({**body, "id": f"e-{n}", "objectAttributes": {"name": f"app-{n}"}}) for n in range(3)]
+    path = tmp_path / "deliveries.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with path.open(encoding="utf-8") as source:
+        assert archive.survey([source]) is None
+        assert source.readline() == lines[0] + "\n"
+    with path.open(encoding="utf-8") as source:
+        monkeypatch.setattr(archive, "SURVEY_OBJECTS", 3)
+        assert len(archive.survey([source]) or {}) == 3
