@@ -546,19 +546,30 @@ def _import_lane(url: str, inbox: Pipe, outbox: Pipe) -> None:
 
 def _write_deferred(engine: Any, deferral: Deferral, due: list[str]) -> None:
     """Write the deferred snapshots that are ``due`` (their newer event came and wrote nothing, or
-    the input is over) as the journal holds them, under the version guard; their statuses stand.
-    Read back from the journal, not kept: most are never due (on the bench journal, none)."""
-    if not due:
-        return
+    the input is over) as the journal holds them, under the version guard, a batch at a time;
+    their statuses stand. Read back from the journal, not kept: most are never due (on the bench
+    journal, none)."""
+    for start in range(0, len(due), IMPORT_LANE_BATCH):
+        ids = due[start : start + IMPORT_LANE_BATCH]
 
-    def write() -> None:
-        with engine.begin() as conn:
-            columns = (Event.id, cast(Event.headers, Text), Event.body)
-            journaled = conn.execute(select(*columns).where(Event.id.in_(due))).all()
-            project_isolated(conn, [parse_envelope(json_loads(headers), body)[0] for _, headers, body in journaled])
+        def write(ids: list[str] = ids) -> None:
+            with engine.begin() as conn:
+                columns = (Event.id, cast(Event.headers, Text), Event.body)
+                journaled = conn.execute(select(*columns).where(Event.id.in_(ids))).all()
+                project_isolated(
+                    conn, [envelope for _, headers, body in journaled if (envelope := _envelope(headers, body))]
+                )
 
-    retrying(write)
-    deferral.settled(due)
+        retrying(write)
+        deferral.settled(ids)
+
+
+def _envelope(headers: str, body: str) -> Any:
+    """A journaled delivery's envelope; None if it is no longer one (it was, when it was journaled)."""
+    try:
+        return parse_envelope(json_loads(headers), body)[0]
+    except BadDelivery:
+        return None
 
 
 Outcome = tuple[str, str | None]  # a delivery's status, or "invalid" or "unavailable" and why
