@@ -79,8 +79,8 @@ def test_a_survey_finds_each_objects_newest_snapshot_and_leaves_the_file_at_its_
         found = survey([source])
         assert source.readline() == lines[0] + "\n"
     assert found == {
-        ("Env", "o", "shop", "prod"): (2000, "e-1"),
-        ("Env", "o", "shop", "qa"): (500, "e-3"),
+        "Env\x1fo\x1fshop\x1fprod": (2000, "e-1"),
+        "Env\x1fo\x1fshop\x1fqa": (500, "e-3"),
     }
 
 
