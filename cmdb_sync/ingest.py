@@ -141,8 +141,8 @@ def ingest_batch(
     """Journal and project deliveries in one transaction; each gets its result, or the error that
     refused it (BadDelivery: not journaled; DatabaseUnavailable: nothing committed). ``connect``
     gives the connection to write on (the server's writer keeps one: ``HeldConnection``); by
-    default, one from the engine's pool. ``deferral``: writes a later delivery of the same input
-    makes (``import`` of a file)."""
+    default, one from the engine's pool. ``deferral``: an import's, which knows the snapshots that
+    a newer one later in its input overwrites, and leaves their writes to it."""
     engine = engine_of(sessions)
     connect = connect or engine.connect
     results: list[Any] = [None] * len(deliveries)

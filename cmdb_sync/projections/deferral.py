@@ -8,13 +8,12 @@ from typing import Any
 
 Key = tuple[Any, ...]
 Order = tuple[datetime, str]  # an event's (time, id): the order in which snapshots win
-
-
 Object = tuple[str, Key]  # a kind, and an object's key within it
 Deferred = tuple[Order, str]  # a deferred winner's (time, id), and the id of the newer event it waits for
 
-# Objects a lane defers at once, at most: past it, winners are written as they come (~800 bytes an
-# object: ten thousand in each of an import's two lanes made its processes 34 MiB larger in all).
+# Objects a lane defers at once, at most: past it, winners are written as they come. About 800
+# bytes an object (a first, heavier bookkeeping with up to ~12,000 in each of the bench import's
+# two lanes took its processes 34 MiB larger in all, over the 300 MB target).
 DEFERRED_AT_MOST = 8_000
 
 
@@ -23,9 +22,10 @@ class Deferral:
     file: ``archive.survey``). A year of history is mostly snapshots that a newer one of the same
     object overwrites later in the same file; one by one, each is applied and then overwritten.
     Measured on the bench journal (200,000 events, 120,566 of them overwritten later in the file),
-    five imports alternated with and without: PostgreSQL's CPU 21-31 s without, 17-21 s with (a
-    quarter less); the lanes' Python about even (the rows not written were ~5% of it, callgrind
-    says; parsing and validating every snapshot is the rest, and stays).
+    nine imports alternated with and without: PostgreSQL's CPU a fifth to a third less, wall time
+    within the noise (the lanes' Python stays: callgrind puts the rows not written at ~1.4% of a
+    lane's instructions; parsing and validating every snapshot is the rest); on a journal 72%
+    overwritten, 11% and 24% less time.
 
     ``later`` maps an event id to the id of the newer event of its object that comes after it. A
     winner in ``later`` is applied (its status, its version, its place in the order are those of
