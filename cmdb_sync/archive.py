@@ -160,8 +160,8 @@ def survey(sources: Iterable[TextIO]) -> Survey | None:
     """Each object's newest ``(time, id)`` in seekable JSON Lines files, read ahead of the import
     (each file is left at its start): a snapshot that a newer one overwrites later in the same
     input is then not written (``Deferral``). Reads only the fields that name the object (0.85 s
-    of CPU for the bench's 200 MB, while the lanes start). None when there is nothing to go by (a file of one
-    document, too many objects)."""
+    of CPU for the bench's 200 MB, while the lanes start). None when there is nothing to go by
+    (a file of one document, too many objects)."""
     newest: Survey = {}
     for source in sources:
         buffer = getattr(source, "buffer", None)  # bytes, where it can: msgspec reads them as they are
