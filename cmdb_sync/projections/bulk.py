@@ -400,7 +400,7 @@ def _pg_below(table: Table, ids: str) -> list[str]:
     for child, column in _below(table):
         name = f"below_{child.name}"
         returning = " RETURNING id" if _below(child) else ""
-        parts.append(f'{name} AS (DELETE FROM "{child.name}" WHERE "{column}" IN ({ids}){returning})')
+        parts.append(f'{name} AS (DELETE FROM "{child.name}" WHERE "{column}" = ANY(ARRAY({ids})){returning})')
         parts += _pg_below(child, f"SELECT id FROM {name}")
     return parts
 
