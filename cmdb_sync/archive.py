@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cmdb_sync.db import FillingStatistics, keyset_batches, make_engine, make_session_factory, retrying
 from cmdb_sync.errors import BadDelivery, DatabaseUnavailable
-from cmdb_sync.events import header, json_decoded, json_loads, parse_envelope
+from cmdb_sync.events import MAX_DEPTH, header, json_decoded, json_loads, parse_envelope
 from cmdb_sync.ingest import Delivery, engine_of, ingest_batch
 from cmdb_sync.lanes import Lanes, LaneStopped, Pipe, running
 from cmdb_sync.models import Event, stored_json
@@ -246,6 +246,9 @@ def parse_line(line: str) -> ArchivedDelivery:
         _refuse_undecodable(line)
         msg = f"not valid JSON ({exc})"
         raise BadDelivery(msg) from None
+    except RecursionError:  # deeper than any reader goes (the webhook refuses past MAX_DEPTH)
+        msg = f"nested deeper than {MAX_DEPTH} levels"
+        raise BadDelivery(msg) from None
     if not strict:  # msgspec takes only text that is Unicode throughout
         _refuse_undecodable(line)
     if not isinstance(document, dict):
@@ -333,6 +336,9 @@ def documents(name: str, source: TextIO) -> Iterator[tuple[str, str | BadDeliver
     except ValueError as exc:
         yield name, BadDelivery(f"not JSON Lines, nor one JSON document ({exc})")
         return
+    except RecursionError:
+        yield name, BadDelivery(f"nested deeper than {MAX_DEPTH} levels")
+        return
     if isinstance(document, list):
         for number, item in enumerate(document, start=1):
             yield f"{name} item {number}", json.dumps(item, ensure_ascii=False)
@@ -359,6 +365,8 @@ def _is_document(line: str) -> bool:
         json.loads(line)
     except ValueError:
         return False
+    except RecursionError:  # a document, too deep to read: refused alone, with where it is
+        return True
     return True
 
 

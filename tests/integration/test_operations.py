@@ -313,6 +313,24 @@ def test_import_from_stdin_with_bad_lines_and_bare_bodies(engine, session_factor
     assert events == 2
 
 
+def test_an_import_refuses_a_line_nested_too_deep_alone_even_the_first(
+    engine, session_factory, migrated_url, seed
+) -> None:
+    """A line deeper than any JSON reader goes was a traceback that stopped the import (the first
+    line's too: the file's format is judged by it)."""
+    good = seed["03_Env_Create"]
+    deep = '{"headers": {}, "body": {"id": "deep-1", "objectKind": "Env", "objectAttributes": '
+    deep += "[" * 100_000 + "]" * 100_000 + "}}"
+    lines = [deep, json.dumps({"headers": good["headers"], "body": good["body"]}, ensure_ascii=False), deep]
+    result = cli(migrated_url, "import", "-", input="\n".join(lines) + "\n")
+    assert result.exit_code == 2, result.output
+    assert "line 1: skipped: nested deeper than 64 levels" in result.output
+    assert "line 3: skipped: nested deeper than 64 levels" in result.output
+    assert "3 processed (applied: 1, invalid: 2)" in result.output
+    with session_factory() as session:
+        assert session.scalars(select(Event.id)).all() == [good["body"]["id"]]
+
+
 def test_an_import_journals_each_body_as_its_line_holds_it_and_a_redelivery_is_a_duplicate(
     engine, session_factory, migrated_url, seed
 ) -> None:
