@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from cmdb_sync.archive import object_key, parse_line
+import pytest
+
+from cmdb_sync.archive import _any_line, _wrapped_line, object_key, parse_line
+from cmdb_sync.errors import BadDelivery
+
+SEED = Path(__file__).parents[1] / "fixtures" / "seed"
 
 
 def test_every_delivery_of_an_object_has_its_key_whatever_else_it_carries() -> None:
@@ -54,6 +60,88 @@ def test_parse_line_encodes_again_what_only_the_standard_library_reads() -> None
 def test_parse_line_keeps_a_body_archived_as_a_string() -> None:
     archived = parse_line(json.dumps({"headers": {}, "body": '{"id": "e-4"}'}))
     assert archived.raw == b'{"id": "e-4"}'
+
+
+def _seed_lines() -> list[str]:
+    lines = []
+    for path in sorted(SEED.glob("*.json")):
+        delivery = json.loads(path.read_text(encoding="utf-8"))
+        lines.append(json.dumps({"headers": delivery["headers"], "body": delivery["body"]}, ensure_ascii=False))
+        exported = {**delivery, "received_at": "2024-12-15T03:23:01.572000+00:00"}
+        lines.append(json.dumps(exported, ensure_ascii=True, indent=None, separators=(", ", ": ")))
+    return lines
+
+
+def test_a_wrapped_line_is_read_in_one_pass_as_the_whole_line_reading_reads_it() -> None:
+    """The dealer's one-pass reading (body left as its text, only its naming fields read) answers
+    what reading the whole line answers, for every kind the seed holds, exported or not."""
+    lines = _seed_lines()
+    attributes = json.loads(lines[2])["body"]["objectAttributes"]
+    lines += [
+        '{"headers": {"x-appstack-app": "shop"}, "body": {"id": 7, "objectKind": "Env", "time": "1700000000000",'
+        ' "orgId": "o", "objectAttributes": {"name": "prod"}}}',  # header casing, a numeric id, a text time
+        '{"headers": null, "body": {"id": true, "objectKind": ["Env"], "objectAttributes": null}}',
+        '{"body": {"id": "e-9", "objectKind": "App", "orgId": 5, "objectAttributes": {"name": "shop"}}, "x": [1]}',
+        json.dumps({"headers": {}, "body": {"id": "e-8", "objectKind": "Env", "objectAttributes": attributes}}),
+    ]
+    for line in lines:
+        one_pass = _wrapped_line(line)
+        assert one_pass is not None, line
+        assert one_pass == _any_line(line), line
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"id": "e-2", "objectKind": "App", "objectAttributes": {"name": "shop"}}',  # a bare body
+        '{"headers": {"X-AppStack-Event": 5}, "body": {"id": "e-1"}}',  # headers not of strings
+        '{"headers": [], "body": {"id": "e-1"}}',  # no headers, as the whole reading takes it
+        '{"headers": {}, "body": {"id": "e-3", "x": NaN}}',  # not strict JSON
+        '{"headers": {}, "body": "{\\"id\\": \\"e-4\\"}"}',  # a body archived as a string
+        '{"headers": {}, "body": {"id": "e-5", "objectAttributes": ["not", "an", "object"]}}',
+        '{"headers": {}, "body": {"id": "e-6"}, "objectKind": "Env"}',  # a bare body with a "body"
+        "[1, 2]",
+    ],
+)
+def test_any_other_line_is_read_whole_as_before(line: str) -> None:
+    assert _wrapped_line(line) is None
+    try:
+        expected: object = _any_line(line)
+    except BadDelivery as exc:
+        expected = str(exc)
+    try:
+        answered: object = parse_line(line)
+    except BadDelivery as exc:
+        answered = str(exc)
+    assert answered == expected
+
+
+@pytest.mark.parametrize("received_at", ['"yesterday"', '"2024-12-15T03:23:01"'])
+def test_a_bad_received_at_is_refused_by_either_reading(received_at: str) -> None:
+    line = '{"headers": {}, "body": {"id": "e-6"}, "received_at": ' + received_at + "}"
+    refused = []
+    for reading in (_wrapped_line, _any_line):
+        with pytest.raises(BadDelivery) as exc:
+            reading(line)
+        refused.append(str(exc.value))
+    assert refused[0] == refused[1]
+    assert refused[0].startswith("received_at: ")
+
+
+def test_a_number_beyond_a_float_is_journaled_as_the_line_holds_it() -> None:
+    """The webhook journals such a body verbatim; an imported line now too (both read back as
+    the same body)."""
+    line = '{"headers": {}, "body": {"id": "e-7", "objectKind": "Env", "n": 1e400}}'
+    archived = parse_line(line)
+    assert archived.raw == b'{"id": "e-7", "objectKind": "Env", "n": 1e400}'
+    assert json.loads(archived.raw) == json.loads(_any_line(line).raw)
+
+
+def test_a_line_nested_too_deep_for_any_reader_is_refused_alone() -> None:
+    deep = '{"headers": {}, "body": {"id": "e-8", "objectKind": "Env", "objectAttributes": ' + "[" * 100_000
+    line = deep + "]" * 100_000 + "}}"
+    with pytest.raises(BadDelivery, match="nested deeper than 64 levels"):
+        parse_line(line)
 
 
 def test_a_survey_finds_each_objects_newest_snapshot_and_leaves_the_file_at_its_start(tmp_path) -> None:
