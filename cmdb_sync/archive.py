@@ -287,8 +287,8 @@ def _wrapped_line(line: str) -> ArchivedDelivery | None:
     """``_any_line``'s answer for the usual line (``{"headers": {...}, "body": {...}}``, strict JSON,
     headers of strings, the body an object), read in one pass that leaves the body as its text
     and reads only what names its object; None for any other line. ``_any_line`` decoded every
-    body whole, then the line again for the body's text: 12.4 us a line of the bench journal
-    against 3.7 us, the dealer's largest part. The one body this reads and ``_any_line`` would
+    body whole, then the line again for the body's text (callgrind over 5,000 bench lines: 115k
+    instructions a line against this reading's 78k). The one body this reads and ``_any_line`` would
     not take as strict JSON holds a number beyond a float's range (``1e400``): it is journaled
     as the line holds it, as the webhook journals it, where ``_any_line`` wrote it again
     (``Infinity``); both read back as the same body."""
