@@ -189,9 +189,14 @@ def survey(sources: Iterable[TextIO]) -> Survey | None:
 
 
 class _Named(msgspec.Struct):
+    """The attributes that name an event's object (``_NAMED_BY``, ``_versioned``)."""
+
     name: Any = None
     appName: Any = None
+    app_name: Any = None
     sn: Any = None
+    engineInstanceId: Any = None
+    engine_instance_id: Any = None
 
 
 class _Surveyed(msgspec.Struct):
@@ -212,13 +217,18 @@ def _line_version(line: bytes | str) -> ObjectVersion | None:
     except (msgspec.DecodeError, UnicodeEncodeError):
         return None  # not JSON Lines, not strict JSON, not shaped as a delivery: the import says what it is
     body = document.body if document.body is not None and document.objectKind is None else document
-    named = body.objectAttributes
-    if named is None:
-        return None
     app = None
     if body is not document:  # a bare body's app is what the import will make of it: not read here
         headers = {name: value for name, value in (document.headers or {}).items() if isinstance(value, str)}
         app = header(headers, "X-AppStack-App")
+    return _named_version(body, app)
+
+
+def _named_version(body: _Surveyed, app: str | None) -> ObjectVersion | None:
+    """``object_version`` of a body as a survey reads it, sent for ``app``."""
+    named = body.objectAttributes
+    if named is None:
+        return None
     return _versioned(body.objectKind, body.orgId, body.id, body.time, lambda name: getattr(named, name), app)
 
 
@@ -249,27 +259,6 @@ def parse_line(line: str) -> ArchivedDelivery:
     return _wrapped_line(line) or _any_line(line)
 
 
-class _Attributes(msgspec.Struct):
-    """The attributes that name an event's object (``_NAMED_BY``, ``_versioned``)."""
-
-    name: Any = None
-    appName: Any = None
-    app_name: Any = None
-    sn: Any = None
-    engineInstanceId: Any = None
-    engine_instance_id: Any = None
-
-
-class _NamedBody(msgspec.Struct):
-    """What the dealing reads of a body: its id, and what names its object."""
-
-    id: Any = None
-    time: Any = None
-    orgId: Any = None
-    objectKind: Any = None
-    objectAttributes: _Attributes | None = None
-
-
 class _WrappedLine(msgspec.Struct):
     """A line that wraps its body, the body left as its text."""
 
@@ -280,39 +269,35 @@ class _WrappedLine(msgspec.Struct):
 
 
 _decode_wrapped = msgspec.json.Decoder(_WrappedLine).decode
-_decode_named = msgspec.json.Decoder(_NamedBody).decode
 
 
 def _wrapped_line(line: str) -> ArchivedDelivery | None:
     """``_any_line``'s answer for the usual line (``{"headers": {...}, "body": {...}}``, strict JSON,
     headers of strings, the body an object), read in one pass that leaves the body as its text
-    and reads only what names its object; None for any other line. ``_any_line`` decoded every
-    body whole, then the line again for the body's text (callgrind over 5,000 bench lines: 115k
-    instructions a line against this reading's 78k). The one body this reads and ``_any_line`` would
-    not take as strict JSON holds a number beyond a float's range (``1e400``): it is journaled
-    as the line holds it, as the webhook journals it, where ``_any_line`` wrote it again
-    (``Infinity``); both read back as the same body."""
+    and reads only what names its object (as a survey reads it); None for any other line.
+    ``_any_line`` decoded every body whole, then the line again for the body's text (callgrind
+    over 5,000 bench lines: 115k instructions a line against this reading's 80k). The one body
+    this reads and ``_any_line`` would not take as strict JSON holds a number beyond a float's
+    range (``1e400``): it is journaled as the line holds it, as the webhook journals it, where
+    ``_any_line`` wrote it again (``Infinity``); both read back as the same body."""
     try:
         document = _decode_wrapped(line)
         if isinstance(document.body, msgspec.UnsetType) or not isinstance(document.objectKind, msgspec.UnsetType):
             return None
-        body = _decode_named(document.body)
+        body = _decode_surveyed(document.body)
     except (msgspec.DecodeError, UnicodeError, RecursionError):  # _any_line says what it is
         return None
     headers = document.headers or {}
     attributes = body.objectAttributes
     attribute = None if attributes is None else lambda name: getattr(attributes, name)
     app = header(headers, "X-AppStack-App")
-    versioned = None
-    if attribute is not None:
-        versioned = _versioned(body.objectKind, body.orgId, body.id, body.time, attribute, app)
     return ArchivedDelivery(
         headers=headers,
         raw=bytes(document.body),
         received_at=_received_at(document.received_at),
         event_id=_event_id(body.id),
         object_key=_key_of(body.objectKind, attribute, app),
-        version=versioned,
+        version=_named_version(body, app),
     )
 
 

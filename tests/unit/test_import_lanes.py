@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from cmdb_sync.archive import _any_line, _wrapped_line, object_key, parse_line
 from cmdb_sync.errors import BadDelivery
-
-SEED = Path(__file__).parents[1] / "fixtures" / "seed"
 
 
 def test_every_delivery_of_an_object_has_its_key_whatever_else_it_carries() -> None:
@@ -62,20 +59,19 @@ def test_parse_line_keeps_a_body_archived_as_a_string() -> None:
     assert archived.raw == b'{"id": "e-4"}'
 
 
-def _seed_lines() -> list[str]:
+def _seed_lines(seed: dict) -> list[str]:
     lines = []
-    for path in sorted(SEED.glob("*.json")):
-        delivery = json.loads(path.read_text(encoding="utf-8"))
+    for delivery in seed.values():
         lines.append(json.dumps({"headers": delivery["headers"], "body": delivery["body"]}, ensure_ascii=False))
         exported = {**delivery, "received_at": "2024-12-15T03:23:01.572000+00:00"}
         lines.append(json.dumps(exported, ensure_ascii=True, indent=None, separators=(", ", ": ")))
     return lines
 
 
-def test_a_wrapped_line_is_read_in_one_pass_as_the_whole_line_reading_reads_it() -> None:
+def test_a_wrapped_line_is_read_in_one_pass_as_the_whole_line_reading_reads_it(seed) -> None:
     """The dealer's one-pass reading (body left as its text, only its naming fields read) answers
     what reading the whole line answers, for every kind the seed holds, exported or not."""
-    lines = _seed_lines()
+    lines = _seed_lines(seed)
     attributes = json.loads(lines[2])["body"]["objectAttributes"]
     lines += [
         '{"headers": {"x-appstack-app": "shop"}, "body": {"id": 7, "objectKind": "Env", "time": "1700000000000",'
