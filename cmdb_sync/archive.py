@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cmdb_sync.db import FillingStatistics, keyset_batches, make_engine, make_session_factory, retrying
 from cmdb_sync.errors import BadDelivery, DatabaseUnavailable
-from cmdb_sync.events import MAX_DEPTH, header, json_decoded, json_loads, parse_envelope
+from cmdb_sync.events import LONE_SURROGATE_BODY, MAX_DEPTH, header, json_decoded, json_loads, parse_envelope
 from cmdb_sync.ingest import Delivery, engine_of, ingest_batch
 from cmdb_sync.lanes import Lanes, LaneStopped, Pipe, running
 from cmdb_sync.models import Event, stored_json
@@ -243,14 +243,13 @@ def _body_text(line: str, body: Any, *, wrapped: bool, strict: bool) -> bytes:
     again was a quarter of an import's reading process (``json.dumps``: 9% of all its processes'
     samples). What only the standard library reads (NaN...) is encoded again, as it always was; a
     body archived as a string is that string."""
-    if isinstance(body, str):
-        return body.encode()
-    if not strict:
-        try:
+    try:
+        if isinstance(body, str):  # written as a JSON string, it may hold an escaped lone surrogate
+            return body.encode()
+        if not strict:
             return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        except UnicodeEncodeError:  # a lone surrogate, as the endpoint says it
-            msg = "body: holds a lone surrogate (\\ud800-\\udfff without its pair), which is not Unicode text"
-            raise BadDelivery(msg) from None
+    except UnicodeEncodeError:  # a lone surrogate, as the endpoint says it
+        raise BadDelivery(LONE_SURROGATE_BODY) from None
     return bytes(_TOP_LEVEL_TEXTS(line)["body"]) if wrapped else line.strip().encode()
 
 

@@ -102,6 +102,8 @@ _SURROGATE_TEXT = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
 _SURROGATE_BYTES = re.compile(rb"\xed[\xa0-\xbf]|\\u[dD][89a-fA-F]")
 
 
+LONE_SURROGATE_BODY = "body: holds a lone surrogate (\\ud800-\\udfff without its pair), which is not Unicode text"
+
 _strict_json = msgspec.json.Decoder().decode  # 2-3x the standard library's speed
 _NOT_STRICT = (msgspec.DecodeError, msgspec.ValidationError, UnicodeError, RecursionError)
 
@@ -178,8 +180,7 @@ def parse_envelope(headers: dict[str, str], raw: bytes | str) -> tuple[Envelope,
         msg = f"body: must be a JSON object, got {type(body).__name__}"
         raise BadDelivery(msg, field="body")
     if not strict and _not_unicode(raw, body):
-        msg = "body: holds a lone surrogate (\\ud800-\\udfff without its pair), which is not Unicode text"
-        raise BadDelivery(msg, field="body")
+        raise BadDelivery(LONE_SURROGATE_BODY, field="body")
     if _too_deep(raw, body):
         msg = f"body: nested deeper than {MAX_DEPTH} levels"
         raise BadDelivery(msg, field="body")

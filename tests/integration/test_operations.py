@@ -294,6 +294,7 @@ def test_import_from_stdin_with_bad_lines_and_bare_bodies(engine, session_factor
         json.dumps({**bare_update, "objectKind": {"kind": "Env"}}),
         json.dumps({"headers": good["headers"], "body": {**good["body"], "id": "lone-1", "x": "\ud800"}}),
         json.dumps({"headers": {**good["headers"], "X-AppStack-App": "\udc00"}, "body": good["body"]}),
+        json.dumps({"headers": good["headers"], "body": "\ud800"}),  # a body archived as a string
     ]
     result = cli(migrated_url, "import", "-", input="\n".join(lines) + "\n")
     assert result.exit_code == 2  # something was skipped: say so in the exit status too
@@ -305,7 +306,8 @@ def test_import_from_stdin_with_bad_lines_and_bare_bodies(engine, session_factor
     assert "line 9: skipped: objectKind: required, a non-empty string" in result.output
     assert "line 10: skipped: body: holds a lone surrogate" in result.output  # not a crash either
     assert "line 11: skipped: headers: hold a lone surrogate" in result.output
-    assert "10 processed (applied: 2, invalid: 8)" in result.output
+    assert "line 12: skipped: body: holds a lone surrogate" in result.output  # was a traceback
+    assert "11 processed (applied: 2, invalid: 9)" in result.output
     with session_factory() as session:
         env = session.scalars(select(Env)).one()
         events = session.scalar(select(func.count()).select_from(Event))
