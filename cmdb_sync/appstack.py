@@ -104,15 +104,20 @@ class AppStackClient:
 
     def _keyset(self, path: str) -> Iterator[dict[str, Any]]:
         token: str | None = None
+        seen: set[str] = set()
         while True:
             params: dict[str, Any] = {"pagination": "keyset", "orderBy": "id", "sort": "asc", "perPage": PAGE_SIZE}
             if token:
                 params["nextToken"] = token
-            page = self.get(path, params) or {}
-            yield from (item for item in page.get("data") or [] if isinstance(item, dict))
-            token = page.get("nextToken")
+            page = self.get(path, params)
+            yield from (item for item in _listed(page, "data", self.prefix + path) if isinstance(item, dict))
+            token = page.get("nextToken") if isinstance(page, dict) else None
             if not token:
                 return
+            if not isinstance(token, str) or token in seen:  # a server that would be walked for ever
+                msg = f"AppStack answered GET {self.prefix + path} with a nextToken it gave before, or not a string"
+                raise AppStackError(msg)
+            seen.add(token)
 
     def apps(self) -> Iterator[dict[str, Any]]:
         return self._keyset("/apps:search")
@@ -124,8 +129,13 @@ class AppStackClient:
         return self._keyset(f"/apps/{_name(app)}/envs")
 
     def variable_groups(self, app: str) -> list[dict[str, Any]]:
-        groups = self.get(f"/apps/{_name(app)}/variableGroups") or []
-        return [g for g in groups if isinstance(g, dict)] if isinstance(groups, list) else []
+        path = f"/apps/{_name(app)}/variableGroups"
+        groups = self.get(path)
+        if groups is None:
+            return []
+        if not isinstance(groups, list):
+            raise AppStackError(_malformed(self.prefix + path, "a list of variable groups"))
+        return [g for g in groups if isinstance(g, dict)]
 
     def orchestrations(self, app: str) -> Iterator[dict[str, Any]]:
         """The app's orchestrations, each fetched whole (the list may hold summaries).
@@ -137,15 +147,36 @@ class AppStackClient:
         current = 1
         seen: set[str] = set()
         while True:
-            page = self.get(f"/apps/{_name(app)}/orchestrations", {"current": current, "pageSize": PAGE_SIZE}) or {}
-            sns = [r["sn"] for r in page.get("records") or [] if isinstance(r, dict) and isinstance(r.get("sn"), str)]
+            path = f"/apps/{_name(app)}/orchestrations"
+            page = self.get(path, {"current": current, "pageSize": PAGE_SIZE})
+            records = _listed(page, "records", self.prefix + path)
+            sns = [r["sn"] for r in records if isinstance(r, dict) and isinstance(r.get("sn"), str)]
             new = [sn for sn in sns if sn not in seen]
             for sn in new:
                 seen.add(sn)
                 full = self.get(f"/apps/{_name(app)}/orchestrations/{_name(sn)}")
                 if isinstance(full, dict):
                     yield full
-            pages = page.get("pages")
+            pages = page.get("pages") if isinstance(page, dict) else None
             if not new or (isinstance(pages, int) and current >= pages):
                 return
             current += 1
+
+
+def _listed(page: Any, field: str, url: str) -> list[Any]:
+    """What a page lists under ``field`` (nothing when the page or the field is absent). A page of
+    another shape is an AppStackError: read as empty, its objects would count as gone from the
+    source, and the backfill would delete them."""
+    if page is None:
+        return []
+    if isinstance(page, dict):
+        listed = page.get(field)
+        if listed is None:
+            return []
+        if isinstance(listed, list):
+            return listed
+    raise AppStackError(_malformed(url, f'an object whose "{field}" is a list'))
+
+
+def _malformed(url: str, expected: str) -> str:
+    return f"AppStack answered GET {url} with JSON that is not {expected}"

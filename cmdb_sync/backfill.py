@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import uuid
 from collections.abc import Callable
@@ -41,6 +42,8 @@ _PLAIN_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?$")
 def epoch_ms(value: Any) -> int | None:
     """A timestamp of the OpenAPI (epoch ms, ISO-8601, or 'YYYY-MM-DD HH:MM:SS') as epoch ms."""
     if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):  # NaN, Infinity: JSON as Python reads it
         return None
     if isinstance(value, (int, float)):
         return int(value)
@@ -92,15 +95,19 @@ def env_snapshot(env: dict[str, Any], app_name: str) -> dict[str, Any]:
 
 
 def variable_group_snapshot(group: dict[str, Any]) -> dict[str, Any]:
+    listed = group.get("vars")
     return {
         "name": group.get("name"),
         "displayName": group.get("displayName"),
         "type": group.get("type"),
+        # anything but a list goes as it came: the snapshot's validation fails its event, naming the field
         "vars": [
             {"key": v.get("key"), "value": v.get("value"), "description": v.get("description")}
-            for v in group.get("vars") or []
+            for v in listed
             if isinstance(v, dict)
-        ],
+        ]
+        if isinstance(listed, list)
+        else listed,
     }
 
 

@@ -23,6 +23,13 @@ class Failure:
 
 
 @dataclass
+class Garbled:
+    pattern: str
+    payload: Any  # answered with 200 instead of the real answer
+    times: int  # how many matching requests get it; -1: all of them
+
+
+@dataclass
 class FakeAppStack:
     org: str
     edition: str = "central"
@@ -32,6 +39,7 @@ class FakeAppStack:
     groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     orchestrations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
+    garbled: list[Garbled] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     hits: Counter[str] = field(default_factory=Counter)
 
@@ -49,6 +57,9 @@ class FakeAppStack:
 
     def fail(self, pattern: str, status: int, times: int = 1) -> None:
         self.failures.append(Failure(pattern, status, times))
+
+    def garble(self, pattern: str, payload: Any, times: int = -1) -> None:
+        self.garbled.append(Garbled(pattern, payload, times))
 
     @staticmethod
     def _json(status: int, payload: Any) -> httpx.Response:
@@ -79,6 +90,10 @@ class FakeAppStack:
             if failure.times != 0 and re.search(failure.pattern, path):
                 failure.times -= 1 if failure.times > 0 else 0
                 return self._error(failure.status, "TooManyRequests" if failure.status == 429 else "SystemError")
+        for garbled in self.garbled:
+            if garbled.times != 0 and re.search(garbled.pattern, path):
+                garbled.times -= 1 if garbled.times > 0 else 0
+                return self._json(200, garbled.payload)
         if not path.startswith(self.prefix):
             return self._error(404, "NotFound")
         rest = path[len(self.prefix) :]

@@ -222,10 +222,58 @@ def test_max_delete_refuses_nonsense(text) -> None:
         ("2024-09-01 00:00:00", 1725120000000),
         (None, None),
         ("garbage", None),
+        (float("nan"), None),  # Python's JSON reader takes NaN and Infinity: int() of them raised
+        (float("inf"), None),
     ],
 )
 def test_openapi_timestamps(value, ms) -> None:
     assert epoch_ms(value) == ms
+
+
+def test_a_page_of_another_shape_stops_the_backfill_and_deletes_nothing(api, session_factory) -> None:
+    """Read as an empty page, envs listed in an object instead of a list counted as gone from the
+    source, and the run deleted them."""
+    run_backfill(session_factory, sample())
+    fake = sample()
+    fake.garble(r"/apps/shop/envs$", {"data": {"name": "dev"}, "nextToken": None})
+    with pytest.raises(AppStackError, match=r'/apps/shop/envs with JSON that is not an object whose "data" is a list'):
+        run_backfill(session_factory, fake, max_delete=1.0)
+    assert [e["name"] for e in api.get("/api/v1/apps/shop/envs").json()["items"]] == ["dev", "prod", "staging"]
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "expected"),
+    [
+        (r"/apps:search$", "not a page", 'not an object whose "data" is a list'),
+        (r"/apps:search$", {"data": 5}, 'not an object whose "data" is a list'),
+        (r"/variableGroups$", {"shop-vars": {}}, "not a list of variable groups"),
+        (r"/orchestrations$", [], 'not an object whose "records" is a list'),
+    ],
+)
+def test_answers_of_another_shape_stop_with_what_was_asked(session_factory, path, payload, expected) -> None:
+    fake = sample()
+    fake.garble(path, payload)
+    with pytest.raises(AppStackError, match=expected):
+        run_backfill(session_factory, fake)
+
+
+def test_a_next_token_given_twice_stops_the_walk(session_factory) -> None:
+    """A server that gives back the token it was sent would be walked for ever."""
+    fake = sample()
+    fake.garble(r"/apps:search$", {"data": [fake.apps["shop"]], "nextToken": "again"}, times=3)
+    with pytest.raises(AppStackError, match="nextToken it gave before"):
+        run_backfill(session_factory, fake)
+    assert fake.hits[f"{fake.prefix}/apps:search"] == 2
+
+
+def test_a_variable_group_whose_vars_are_not_a_list_fails_alone(session_factory) -> None:
+    fake = sample()
+    fake.groups["shop"][0] = {**fake.groups["shop"][0], "vars": 5}  # iterating it was a TypeError
+    _, tally = run_backfill(session_factory, fake)
+    assert tally.counts == {"applied": 10, "failed": 1}
+    with session_factory() as session:
+        (error,) = session.scalars(select(Event.error).where(Event.status == "failed")).all()
+    assert error.startswith("objectAttributes.vars: ")
 
 
 def test_backfill_of_one_app_touches_nothing_else(api, session_factory) -> None:
