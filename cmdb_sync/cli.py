@@ -17,7 +17,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -227,9 +227,14 @@ def db() -> None:
 
 
 def _migrate_to(step: Callable[[str, str], None], revision: str) -> None:
+    from alembic.util.exc import CommandError
+
     settings = _settings()
-    with _database_errors():
-        step(settings.database_url, revision)
+    try:
+        with _database_errors():
+            step(settings.database_url, revision)
+    except CommandError as exc:  # a revision that does not exist, say: Alembic's words, one line
+        raise click.ClickException(f"{exc}; `cmdb-sync db current` names the revisions") from None
     click.echo(f"database at {revision}")
 
 
@@ -294,9 +299,13 @@ class IsoTime(click.ParamType):
         if isinstance(value, datetime):
             return as_utc(value)
         try:
-            return as_utc(datetime.fromisoformat(str(value)))
+            parsed = as_utc(datetime.fromisoformat(str(value)))
         except ValueError:
             self.fail(f"{value!r} is not ISO-8601 (e.g. 2024-07-29T07:00:00Z)", param, ctx)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+14:00: before the first moment a time can hold
+            self.fail(f"{value!r} is out of range: in UTC it falls outside the years 1 to 9999", param, ctx)
 
 
 class Month(click.ParamType):
@@ -305,8 +314,6 @@ class Month(click.ParamType):
     name = "YYYY-MM"
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
-        from datetime import UTC
-
         if isinstance(value, datetime):
             return value
         try:

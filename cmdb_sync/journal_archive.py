@@ -148,6 +148,10 @@ def _write(session_factory: sessionmaker[Session], selection: Any, path: Path, r
                     reporter.advance(Status.EXPORTED, len(batch))
             raw.flush()
             os.fsync(raw.fileno())
+    except OSError as exc:  # no such folder, no permission, the disk full: nothing was archived
+        partial.unlink(missing_ok=True)
+        msg = f"cannot write {partial}: {exc.strerror or exc}; nothing was archived (choose another file with --to)"
+        raise ArchiveRefused(msg) from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

@@ -104,3 +104,20 @@ def test_replay_of_a_kind_cmdb_sync_does_not_project_says_so(databases) -> None:
     assert result.exit_code == 0
     assert "'Nope' is not a kind cmdb-sync projects" in result.output
     assert "AppOrchestration" in result.output
+
+
+def test_a_revision_that_does_not_exist_is_one_line(databases) -> None:
+    url = databases.fresh("sqlite")
+    for args in (["db", "upgrade", "nonsense"], ["db", "downgrade", "nonsense", "--yes"]):
+        result = run(args, url)
+        assert result.exit_code == 1, result.output  # Alembic's CommandError was a traceback
+        assert "Can't locate revision identified by 'nonsense'" in result.output
+        assert "Traceback" not in result.output
+
+
+def test_a_time_beyond_what_utc_can_hold_is_a_usage_error(databases) -> None:
+    url = databases.fresh("sqlite")
+    for args in (["export", "--since", "0001-01-01T00:00:00+14:00"], ["replay", "--since", "9999-12-31T23:59-14:00"]):
+        result = run(args, url)
+        assert result.exit_code == 2, result.output  # was "database: date value out of range", exit 1
+        assert "is out of range: in UTC it falls outside the years 1 to 9999" in result.output

@@ -276,6 +276,18 @@ def test_nothing_to_archive_is_said_plainly(engine, migrated_url, tmp_path) -> N
     assert bad.exit_code == 2 and "is not a month like 2025-01" in bad.output
 
 
+def test_an_archive_file_that_cannot_be_written_is_refused_and_nothing_is_archived(
+    engine, migrated_url, tmp_path
+) -> None:
+    receive(engine, WORLD)
+    result = run(migrated_url, "journal", "archive", "--before", "2025-03", "--to", str(tmp_path / "no" / "x.jsonl.gz"))
+    assert result.exit_code == 1, result.output  # was a FileNotFoundError traceback
+    assert "cannot write" in result.output and "No such file or directory; nothing was archived" in result.output
+    with engine.connect() as conn:
+        assert conn.scalar(select(JournalArchive.id)) is None
+        assert len(conn.execute(select(Event.id)).all()) == len(WORLD)
+
+
 @pytest.mark.postgres_only
 def test_a_month_is_made_for_deliveries_in_the_default_partition(databases) -> None:
     url = databases.fresh("postgresql")
