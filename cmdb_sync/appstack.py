@@ -114,8 +114,10 @@ class AppStackClient:
             token = page.get("nextToken") if isinstance(page, dict) else None
             if not token:
                 return
-            if not isinstance(token, str) or token in seen:  # a server that would be walked for ever
-                msg = f"AppStack answered GET {self.prefix + path} with a nextToken it gave before, or not a string"
+            if not isinstance(token, str):
+                raise AppStackError(_malformed(self.prefix + path, 'an object whose "nextToken" is a string'))
+            if token in seen:  # a server that would be walked for ever
+                msg = f"AppStack answered GET {self.prefix + path} with a nextToken it gave before: {token[:100]!r}"
                 raise AppStackError(msg)
             seen.add(token)
 

@@ -248,6 +248,7 @@ def test_a_page_of_another_shape_stops_the_backfill_and_deletes_nothing(api, ses
         (r"/apps:search$", {"data": 5}, 'not an object whose "data" is a list'),
         (r"/variableGroups$", {"shop-vars": {}}, "not a list of variable groups"),
         (r"/orchestrations$", [], 'not an object whose "records" is a list'),
+        (r"/apps:search$", {"data": [], "nextToken": {"page": 2}}, 'not an object whose "nextToken" is a string'),
     ],
 )
 def test_answers_of_another_shape_stop_with_what_was_asked(session_factory, path, payload, expected) -> None:
