@@ -96,6 +96,8 @@ def env_snapshot(env: dict[str, Any], app_name: str) -> dict[str, Any]:
 
 def variable_group_snapshot(group: dict[str, Any]) -> dict[str, Any]:
     listed = group.get("vars")
+    if listed is None:
+        listed = []
     return {
         "name": group.get("name"),
         "displayName": group.get("displayName"),
