@@ -704,9 +704,27 @@ def export_lines(
 
 
 def export_line(event: Any) -> str:
-    """One journal row (``headers``, ``body``, ``received_at``) as an archive line."""
-    document = {"headers": event.headers, "body": stored_json(event.body), "received_at": event.received_at.isoformat()}
+    """One journal row (``headers``, ``body``, ``received_at``) as an archive line. The body goes
+    as the journal holds it, spacing and escapes kept, so that importing the export journals the
+    same text again (a restore is byte for byte); a body that cannot go verbatim on one line (a
+    line break in it, a space around it, JSON only the standard library reads) is encoded again."""
+    body = event.body
+    if _one_line_object(body):
+        headers = json.dumps(event.headers, ensure_ascii=False, separators=(",", ":"))
+        return f'{{"headers":{headers},"body":{body},"received_at":"{event.received_at.isoformat()}"}}'
+    document = {"headers": event.headers, "body": stored_json(body), "received_at": event.received_at.isoformat()}
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def _one_line_object(body: str) -> bool:
+    """Whether ``body`` is a strict JSON object, starting and ending with its braces, on one line."""
+    if not (body.startswith("{") and body.endswith("}")) or "\n" in body or "\r" in body:
+        return False
+    try:
+        _TOP_LEVEL_TEXTS(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False
+    return True
 
 
 def write_lines(lines: Iterable[str], out: TextIO, reporter: Reporter) -> None:
