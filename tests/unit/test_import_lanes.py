@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cmdb_sync.archive import _any_line, _wrapped_line, object_key, parse_line
+from cmdb_sync.archive import _any_line, _wrapped_line, export_line, object_key, parse_line
 from cmdb_sync.errors import BadDelivery
 
 
@@ -182,3 +182,32 @@ def test_a_survey_of_too_many_objects_gives_up(tmp_path, monkeypatch) -> None:
     with path.open(encoding="utf-8") as source:
         monkeypatch.setattr(archive, "SURVEY_OBJECTS", 3)
         assert len(archive.survey([source]) or {}) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "verbatim"),
+    [
+        ('{"id": "e1",  "objectKind": "Env", "name": "\\u4e2d"}', True),  # spacing and escapes kept
+        ('{"id": "e1",\n "objectKind": "Env"}', False),  # a line break cannot go on one line
+        (' {"id": "e1", "objectKind": "Env"}', False),  # the line would not keep the space
+        ('{"id": "e1", "objectKind": "Env", "x": NaN}', False),  # only the standard library reads it
+        ('{"id": "e1"}, "received_at": "1999-01-01T00:00:00+00:00"', True),  # not one object: kept as a string
+    ],
+)
+def test_an_export_line_holds_the_body_as_journaled_when_it_can(body: str, verbatim: bool) -> None:
+    """Importing an export journals the bodies it holds as its lines hold them: byte for byte
+    where the export wrote them verbatim, and always the same JSON."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    received = datetime(2025, 1, 2, 3, 4, 5, 6000, tzinfo=UTC)
+    line = export_line(SimpleNamespace(headers={"X-AppStack-Event": "Env"}, body=body, received_at=received))
+    assert "\n" not in line
+    assert list(json.loads(line)) == ["headers", "body", "received_at"]
+    read = parse_line(line)
+    assert read.received_at == received
+    if verbatim:
+        assert read.raw.decode() == body
+    else:
+        assert read.raw.decode() != body
+        assert json.dumps(json.loads(read.raw), sort_keys=True) == json.dumps(json.loads(body), sort_keys=True)
