@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cmdb_sync.db import FillingStatistics, keyset_batches, make_engine, make_session_factory, retrying
 from cmdb_sync.errors import BadDelivery, DatabaseUnavailable
-from cmdb_sync.events import LONE_SURROGATE_BODY, MAX_DEPTH, header, json_decoded, json_loads, parse_envelope
+from cmdb_sync.events import LONE_SURROGATE_BODY, TOO_DEEP, header, json_decoded, json_loads, parse_envelope
 from cmdb_sync.ingest import Delivery, engine_of, ingest_batch
 from cmdb_sync.lanes import Lanes, LaneStopped, Pipe, running
 from cmdb_sync.models import Event, stored_json
@@ -330,8 +330,7 @@ def _any_line(line: str) -> ArchivedDelivery:
         msg = f"not valid JSON ({exc})"
         raise BadDelivery(msg) from None
     except RecursionError:  # deeper than any reader goes (the webhook refuses past MAX_DEPTH)
-        msg = f"nested deeper than {MAX_DEPTH} levels"
-        raise BadDelivery(msg) from None
+        raise BadDelivery(TOO_DEEP) from None
     if not strict:  # msgspec takes only text that is Unicode throughout
         _refuse_undecodable(line)
     if not isinstance(document, dict):
@@ -410,7 +409,7 @@ def documents(name: str, source: TextIO) -> Iterator[tuple[str, str | BadDeliver
         yield name, BadDelivery(f"not JSON Lines, nor one JSON document ({exc})")
         return
     except RecursionError:
-        yield name, BadDelivery(f"nested deeper than {MAX_DEPTH} levels")
+        yield name, BadDelivery(TOO_DEEP)
         return
     if isinstance(document, list):
         for number, item in enumerate(document, start=1):

@@ -100,8 +100,8 @@ MAX_NAME_CHARS = 256
 MAX_DEPTH = 64
 _SURROGATE_TEXT = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
 _SURROGATE_BYTES = re.compile(rb"\xed[\xa0-\xbf]|\\u[dD][89a-fA-F]")
-
-
+# what the webhook and an import say of what breaks those rules (the import: of its lines too)
+TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
 LONE_SURROGATE_BODY = "body: holds a lone surrogate (\\ud800-\\udfff without its pair), which is not Unicode text"
 
 _strict_json = msgspec.json.Decoder().decode  # 2-3x the standard library's speed
@@ -171,7 +171,7 @@ def parse_envelope(headers: dict[str, str], raw: bytes | str) -> tuple[Envelope,
     try:
         body, strict = json_decoded(raw)
     except RecursionError:
-        msg = f"body: nested deeper than {MAX_DEPTH} levels"
+        msg = f"body: {TOO_DEEP}"
         raise BadDelivery(msg, field="body") from None
     except (ValueError, UnicodeDecodeError) as exc:
         msg = f"body: not valid JSON ({exc})"
@@ -182,7 +182,7 @@ def parse_envelope(headers: dict[str, str], raw: bytes | str) -> tuple[Envelope,
     if not strict and _not_unicode(raw, body):
         raise BadDelivery(LONE_SURROGATE_BODY, field="body")
     if _too_deep(raw, body):
-        msg = f"body: nested deeper than {MAX_DEPTH} levels"
+        msg = f"body: {TOO_DEEP}"
         raise BadDelivery(msg, field="body")
     event_id = body.get("id")
     if isinstance(event_id, int) and not isinstance(event_id, bool):
