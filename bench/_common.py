@@ -125,5 +125,16 @@ def serving(url: str, workers: int = 1) -> Iterator[tuple[str, subprocess.Popen[
                 raise SystemExit("server did not become ready")
             yield base, process
         finally:
-            process.terminate()
-            process.wait(timeout=20)
+            stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server: SIGTERM, and SIGKILL if it has not stopped 20 s later (granian's baseline on
+    SQLite once hung on its way out, and took the whole run down with it)."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        print(f"  (process {process.pid} ignored SIGTERM for 20 s: killed)", file=sys.stderr)
+        process.kill()
+        process.wait()

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from _common import ADMIN, TOKEN, database, free_port, serving
+from _common import ADMIN, TOKEN, database, free_port, serving, stop
 
 BENCH = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -151,8 +151,7 @@ def granian(factory: str, workers: int, env: dict[str, str]) -> Iterator[str]:
             raise SystemExit(f"{factory} did not start:\n{log.read().decode(errors='replace')[-3000:]}")
         yield base
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        stop(process)
 
 
 @dataclass
@@ -274,7 +273,8 @@ def ingest_target(backend: str, workers: int, duration: int, *, is_target: bool,
     worst = max(ours, key=lambda load: load.p99_ms)
     record(
         f"{name}: p99 < 30 ms" if is_target else f"{name}: p99",
-        f"{worst.p99_ms:.1f} ms (p50 {worst.p50_ms:.1f}){' at worst' if rounds > 1 else ''}",
+        f"{worst.p99_ms:.1f} ms (p50 {worst.p50_ms:.1f})"
+        + (f" at worst; rounds {', '.join(f'{load.p99_ms:.1f}' for load in ours)}" if rounds > 1 else ""),
         f"{max(load.p99_ms for load in theirs):.1f} ms",
         None,
         worst.p99_ms < 30 if is_target else None,
