@@ -691,15 +691,51 @@ def _invalid(reporter: Reporter, where: str, exc: BadDelivery) -> None:
 def export_lines(
     session_factory: sessionmaker[Session], *, since: datetime | None = None, kind: str | None = None
 ) -> Iterator[str]:
-    """The journal as archive lines, in the order it was received, read in keyset batches."""
-    stmt = select(Event.id, Event.headers, Event.body, Event.received_at)
+    """The journal as archive lines, in the order it was received (``received_order``)."""
+    stmt = select(*EXPORTED_COLUMNS)
     if since is not None:
         stmt = stmt.where(Event.time >= since)
     if kind is not None:
         stmt = stmt.where(Event.kind == kind)
-    for batch in keyset_batches(session_factory, stmt, [Event.received_at, Event.id], EXPORT_BATCH):
+    for batch in received_order(session_factory, stmt, EXPORT_BATCH):
         for event in batch:
             yield export_line(event)
+
+
+# what an archive line is made of, and what puts the lines in order (``received_order``)
+EXPORTED_COLUMNS = (Event.id, Event.headers, Event.body, Event.received_at, Event.status, Event.time)
+
+
+def received_order(session_factory: sessionmaker[Session], selection: Any, batch_size: int) -> Iterator[list[Any]]:
+    """The journal rows ``selection`` takes (``EXPORTED_COLUMNS``), in batches, in the order they
+    were received as far as the journal knows it: by received time, which has millisecond
+    precision, so that a group-commit batch's deliveries often share it. Within one millisecond
+    they come in the order that gives each event its journaled status again when the lines are
+    imported: the applied events first, oldest first (of one object, that is the order they
+    applied in), then the others (a stale event was overtaken by one of those, or by an earlier
+    one). By id alone, a stale delivery and the newer one of its object received in the same
+    millisecond could change places, and their import answer the stale one applied.
+
+    A batch ends at a change of received time: the last millisecond of one read is held back and
+    ordered whole with the next read's."""
+    held: list[Any] = []
+    for batch in keyset_batches(session_factory, selection, [Event.received_at, Event.id], batch_size):
+        rows = held + batch
+        last = rows[-1].received_at
+        cut = len(rows)
+        while cut and rows[cut - 1].received_at == last:
+            cut -= 1
+        ready, held = rows[:cut], rows[cut:]
+        if ready:
+            yield sorted(ready, key=_received_place)
+    if held:
+        yield sorted(held, key=_received_place)
+
+
+def _received_place(row: Any) -> tuple[Any, ...]:
+    if row.status == Status.APPLIED:
+        return (row.received_at, 0, row.time, row.id)
+    return (row.received_at, 1, row.id)
 
 
 def export_line(event: Any) -> str:

@@ -33,8 +33,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from cmdb_sync.archive import EXPORT_BATCH, export_line
-from cmdb_sync.db import giving_way, keyset_batches
+from cmdb_sync.archive import EXPORT_BATCH, EXPORTED_COLUMNS, export_line, received_order
+from cmdb_sync.db import giving_way
 from cmdb_sync.errors import CmdbSyncError
 from cmdb_sync.ingest import engine_of
 from cmdb_sync.models import Event, JournalArchive, Version
@@ -99,7 +99,7 @@ def archive(
     if finished is not None and before <= finished:
         msg = f"the deliveries received before {finished:%Y-%m} are archived already: nothing to do"
         raise ArchiveRefused(msg)
-    selection = select(Event.id, Event.headers, Event.body, Event.received_at).where(Event.received_at < before)
+    selection = select(*EXPORTED_COLUMNS).where(Event.received_at < before)
     if finished is not None:
         selection = selection.where(Event.received_at >= finished)
     with session_factory() as session:
@@ -143,7 +143,7 @@ def _write(session_factory: sessionmaker[Session], selection: Any, path: Path, r
     try:
         with partial.open("wb") as raw:
             with gzip.GzipFile(filename=path.name.removesuffix(".gz"), mode="wb", fileobj=raw) as out:
-                for batch in keyset_batches(session_factory, selection, [Event.received_at, Event.id], EXPORT_BATCH):
+                for batch in received_order(session_factory, selection, EXPORT_BATCH):
                     out.write("".join(export_line(event) + "\n" for event in batch).encode())
                     reporter.advance(Status.EXPORTED, len(batch))
             raw.flush()

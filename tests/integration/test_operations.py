@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 
 from cmdb_sync import migrate
 from cmdb_sync.app import create_app
+from cmdb_sync.archive import EXPORTED_COLUMNS, received_order
 from cmdb_sync.cli import main
-from cmdb_sync.ingest import ingest
+from cmdb_sync.ingest import Delivery, ingest, ingest_batch
 from cmdb_sync.models import Env, Event
 from cmdb_sync.projections import REGISTRY
 from tests.conftest import FIXTURES, _empty_all_tables, make_settings, post_delivery
@@ -273,6 +274,38 @@ def test_import_of_an_export_into_an_empty_database_rebuilds_the_same_state(
     # received times survive the round trip, and every body byte for byte (the senders' spacing was
     # re-encoded away by the export before)
     assert journal_after == [(i, r, b) for i, r, b, _ in journal_before]
+
+
+def test_an_export_gives_deliveries_received_in_one_millisecond_their_statuses_again(
+    engine, session_factory, migrated_url, tmp_path
+) -> None:
+    """A group-commit batch's deliveries share their received time (ms): a stale one and the newer
+    one of its object that overtook it must not change places in the export (by id, "a-" would go
+    first and import as applied)."""
+    at = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    newer = env_event("Update", 9000, name="e", event_id="z-newer")
+    stale = env_event("Update", 5000, name="e", event_id="a-stale")
+    other = env_event("Update", 7000, name="f", event_id="m-other")
+    later = env_event("Update", 8000, name="f", event_id="b-later")
+    arrived = [newer, stale, later, other]  # received in this order, within one millisecond
+    ingest_batch(session_factory, [Delivery(e["headers"], raw(e), at) for e in arrived])
+
+    def statuses() -> dict[str, str]:
+        with engine.connect() as conn:
+            return dict(conn.execute(select(Event.id, Event.status)).all())
+
+    before = statuses()
+    assert before == {"z-newer": "applied", "a-stale": "stale", "b-later": "applied", "m-other": "stale"}
+    assert cli(migrated_url, "export", "-o", str(tmp_path / "journal.jsonl")).exit_code == 0
+    exported = [json.loads(line)["body"]["id"] for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    assert exported == ["b-later", "z-newer", "a-stale", "m-other"]
+    # read a row at a time, a millisecond is still ordered whole (held back across reads)
+    one_by_one = [row.id for rows in received_order(session_factory, select(*EXPORTED_COLUMNS), 1) for row in rows]
+    assert one_by_one == exported
+    _empty_all_tables(engine)
+    imported = cli(migrated_url, "import", str(tmp_path / "journal.jsonl"))
+    assert imported.exit_code == 0, imported.output
+    assert statuses() == before
 
 
 def test_export_narrowed_by_kind(engine, session_factory, migrated_url) -> None:
