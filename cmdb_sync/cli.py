@@ -566,6 +566,7 @@ def archive_(before: datetime, target: Path | None) -> None:
     Deliveries go on meanwhile. As-of reads before the archive's newest event are refused after."""
     from cmdb_sync.journal_archive import ArchiveRefused, archive
     from cmdb_sync.progress import reporting
+    from cmdb_sync.times import month_text
 
     settings = _settings()
     with (
@@ -579,7 +580,7 @@ def archive_(before: datetime, target: Path | None) -> None:
             raise click.ClickException(exc.detail) from None
     horizon = f"; as-of reads from {done.horizon.isoformat()} on" if done.horizon else ""
     click.echo(
-        f"archived: {done.archived} deliveries received before {before:%Y-%m} in {done.file} "
+        f"archived: {done.archived} deliveries received before {month_text(before)} in {done.file} "
         f"({done.kept} kept in the journal as last snapshots{horizon})",
         err=True,
     )

@@ -48,7 +48,7 @@ from cmdb_sync.partitions import (
 )
 from cmdb_sync.progress import Reporter
 from cmdb_sync.status import Status
-from cmdb_sync.times import now_utc
+from cmdb_sync.times import month_text, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Archived:
 
 
 def default_file(before: datetime) -> Path:
-    return Path(f"cmdb-sync-journal-before-{before:%Y-%m}.jsonl.gz")
+    return Path(f"cmdb-sync-journal-before-{month_text(before)}.jsonl.gz")
 
 
 def archive(
@@ -88,8 +88,8 @@ def archive(
     if under_way is not None:
         if under_way.before != before:
             msg = (
-                f"an archive of the deliveries before {under_way.before:%Y-%m} is under way (written to "
-                f"{under_way.file}): run `cmdb-sync journal archive --before {under_way.before:%Y-%m}` to finish it first"
+                f"an archive of the deliveries before {month_text(under_way.before)} is under way (written to "
+                f"{under_way.file}): run `cmdb-sync journal archive --before {month_text(under_way.before)}` to finish it first"
             )
             raise ArchiveRefused(msg)
         reporter.note(f"continuing the archive begun {under_way.archived_at:%Y-%m-%d %H:%M} ({under_way.file})")
@@ -97,7 +97,7 @@ def archive(
         _finish(engine, under_way.id, kept)
         return Archived(Path(under_way.file), under_way.archived, kept, under_way.horizon, resumed=True)
     if finished is not None and before <= finished:
-        msg = f"the deliveries received before {finished:%Y-%m} are archived already: nothing to do"
+        msg = f"the deliveries received before {month_text(finished)} are archived already: nothing to do"
         raise ArchiveRefused(msg)
     selection = select(*EXPORTED_COLUMNS).where(Event.received_at < before)
     if finished is not None:
@@ -108,7 +108,7 @@ def archive(
             select(func.max(Version.time)).join(Event, Event.id == Version.event_id).where(Event.received_at < before)
         )
     if total == 0:
-        msg = f"no deliveries were received before {before:%Y-%m}: nothing to archive"
+        msg = f"no deliveries were received before {month_text(before)}: nothing to archive"
         raise ArchiveRefused(msg)
     path = target or default_file(before)
     if path.exists():

@@ -28,6 +28,11 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def month_text(value: datetime) -> str:
+    """``YYYY-MM``, the year in four digits even before 1000 (``%Y`` writes year 1 as ``1``)."""
+    return f"{value.year:04d}-{value.month:02d}"
+
+
 def iso_utc(value: datetime) -> str:
     """ISO-8601 in UTC with milliseconds and ``Z``: how every time is served."""
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

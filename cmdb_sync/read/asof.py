@@ -27,7 +27,7 @@ from cmdb_sync.read.common import MAX_ORGS_LISTED, Window
 from cmdb_sync.read.history import bodies, render, snapshot_of
 from cmdb_sync.read.pagination import decode_cursor, encode_cursor
 from cmdb_sync.read.views import AppOut, ChangeOrderDetailOut, ChangeOrderOut, DeploymentOut, Page
-from cmdb_sync.times import iso_utc, now_utc, parse_event_time
+from cmdb_sync.times import iso_utc, month_text, now_utc, parse_event_time
 
 CHUNK = 200
 MAX_CHUNK = 2000
@@ -96,7 +96,7 @@ class AsOf:
         ).first()
         if last is not None and self.at < last.horizon:
             msg = (
-                f"as_of: the deliveries received before {last.before:%Y-%m} were archived on "
+                f"as_of: the deliveries received before {month_text(last.before)} were archived on "
                 f"{last.archived_at:%Y-%m-%d} (cmdb-sync journal archive); the inventory can be read as of "
                 f"{iso_utc(last.horizon)} or later (import the archive into another database to read further back)"
             )

@@ -272,6 +272,8 @@ def test_nothing_to_archive_is_said_plainly(engine, migrated_url, tmp_path) -> N
     result = run(migrated_url, "journal", "archive", "--before", "2025-03", "--to", str(tmp_path / "x.jsonl.gz"))
     assert result.exit_code == 1 and "no deliveries were received before 2025-03" in result.output
     assert not (tmp_path / "x.jsonl.gz").exists()
+    first = run(migrated_url, "journal", "archive", "--before", "0001-01", "--to", str(tmp_path / "x.jsonl.gz"))
+    assert first.exit_code == 1 and "no deliveries were received before 0001-01: nothing" in first.output
     bad = run(migrated_url, "journal", "archive", "--before", "March")
     assert bad.exit_code == 2 and "is not a month like 2025-01" in bad.output
 

@@ -147,3 +147,13 @@ def _group_with_a_secret() -> dict:
             "objectAttributes": {"name": "prod-vars", "vars": [{"key": "DB_PASSWORD", "value": "s3cret"}]},
         },
     }
+
+
+def test_a_time_before_the_year_1000_is_shown_with_four_digits(ui) -> None:
+    from tests.helpers import app_event
+
+    early = app_event("Update", "0999-05-01T02:03:04Z", name="early", event_id="early-1")
+    post_delivery(ui, early)
+    sign_in(ui, ADMIN)
+    page = ui.get("/ui/journal/early-1")
+    assert page.status_code == 200 and "0999-05-01 02:03:04" in page.text
