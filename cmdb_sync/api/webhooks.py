@@ -81,6 +81,7 @@ async def hand_over(state: ServerState, headers: dict[str, str], raw: bytes) -> 
     """Hand the delivery to the writer, count it, and what to answer: only once it is written."""
     started = perf_counter()
     try:
+        _plain(headers)
         result = await state.writer.submit(Delivery(headers, raw, now_utc()))
     except BadDelivery as exc:
         state.metrics.reject("bad_request")
@@ -93,6 +94,15 @@ async def hand_over(state: ServerState, headers: dict[str, str], raw: bytes) -> 
     if result.conflict:
         state.metrics.conflict()
     return acknowledge(result)
+
+
+def _plain(headers: dict[str, str]) -> None:
+    """A compressed body is refused as such, not as "not valid JSON": AppStack sends its bodies
+    plain, and the journal keeps what arrived, as it arrived."""
+    encoding = (headers.get("content-encoding") or "identity").strip().lower()  # ASGI's names are lower case
+    if encoding != "identity":
+        msg = f"Content-Encoding: {encoding} is not accepted: send the body uncompressed"
+        raise BadDelivery(msg, field="Content-Encoding")
 
 
 _encode = msgspec.json.Encoder().encode

@@ -4,6 +4,7 @@ problem that sending again cannot fix, and nothing already held changed by a ref
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import random
 import string
@@ -76,6 +77,8 @@ CORPUS = [
     ("3,000-character orgId", encoded(body(orgId=LONG)), {}, 400, "orgId"),
     ("3,000-character user.id", encoded(body(user={"id": LONG})), {}, 400, "user.id"),
     ("3,000-character app name", encoded(body(objectAttributes={"name": LONG})), {}, 202, None),
+    ("a gzip'd body", gzip.compress(encoded(body())), {"Content-Encoding": "gzip"}, 400, "Content-Encoding"),
+    ("a plain body said to be gzip'd", encoded(body()), {"Content-Encoding": "gzip"}, 400, "Content-Encoding"),
 ]
 
 
