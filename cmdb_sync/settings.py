@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -34,7 +35,7 @@ class Settings(BaseSettings):
     webhook_tokens: TokenList = Field(
         default_factory=list,
         description="CMDB_SYNC_WEBHOOK_TOKENS: accepted X-AppStack-Token values, comma-separated "
-        "(two at once while rotating).",
+        "or a JSON list of strings (two at once while rotating).",
     )
     webhook_allow_unauthenticated: bool = Field(
         False,
@@ -82,9 +83,21 @@ class Settings(BaseSettings):
     @field_validator("webhook_tokens", "api_tokens", "api_admin_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [token.strip() for token in value.split(",") if token.strip()]
-        return value
+        """Comma-separated, or a JSON list of strings (what pydantic-settings reads for a list
+        elsewhere): ``["a","b"]`` split on its commas would be the tokens ``["a"`` and ``"b"]``,
+        and every delivery refused with nothing to say why."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            try:
+                listed = json.loads(value)
+            except ValueError:
+                listed = None
+            if not isinstance(listed, list) or not all(isinstance(token, str) for token in listed):
+                msg = "starts with '[' but is not a JSON list of strings: write the tokens separated by commas"
+                raise ValueError(msg)
+            return [token.strip() for token in listed if token.strip()]
+        return [token.strip() for token in value.split(",") if token.strip()]
 
     @field_validator("database_url", "read_database_url")
     @classmethod

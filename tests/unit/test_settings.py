@@ -26,6 +26,15 @@ def test_tokens_are_comma_separated(tmp_cwd, monkeypatch) -> None:
     settings.check_webhook_auth()
 
 
+def test_tokens_may_be_a_json_list_and_one_that_is_not_whole_is_refused(tmp_cwd, monkeypatch) -> None:
+    monkeypatch.setenv("CMDB_SYNC_WEBHOOK_TOKENS", '["old-token", "new,token"]')
+    assert load_settings().webhook_tokens == ["old-token", "new,token"]
+    for broken in ("[1,2", '["a", 2]', "[]]"):
+        monkeypatch.setenv("CMDB_SYNC_API_TOKENS", broken)
+        with pytest.raises(ConfigError, match="CMDB_SYNC_API_TOKENS: starts with '\\[' but is not a JSON list"):
+            load_settings()
+
+
 def test_dotenv_file_is_read(tmp_cwd) -> None:
     (tmp_cwd / ".env").write_text(
         "CMDB_SYNC_DATABASE_URL=postgresql+psycopg://u@h/db\nCMDB_SYNC_WEBHOOK_ALLOW_UNAUTHENTICATED=true\n"
