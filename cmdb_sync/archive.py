@@ -704,6 +704,7 @@ def export_lines(
 
 # what an archive line is made of, and what puts the lines in order (``received_order``)
 EXPORTED_COLUMNS = (Event.id, Event.headers, Event.body, Event.received_at, Event.status, Event.time)
+HELD_AT_MOST = 10_000  # rows of one received millisecond ordered together, at most
 
 
 def received_order(session_factory: sessionmaker[Session], selection: Any, batch_size: int) -> Iterator[list[Any]]:
@@ -717,7 +718,9 @@ def received_order(session_factory: sessionmaker[Session], selection: Any, batch
     millisecond could change places, and their import answer the stale one applied.
 
     A batch ends at a change of received time: the last millisecond of one read is held back and
-    ordered whole with the next read's."""
+    ordered whole with the next read's, up to ``HELD_AT_MOST`` rows (a server receives a few
+    thousand deliveries a second; only a file imported with one ``received_at`` on every line
+    makes more share one, and memory stays bounded then, each chunk of them ordered alone)."""
     held: list[Any] = []
     for batch in keyset_batches(session_factory, selection, [Event.received_at, Event.id], batch_size):
         rows = held + batch
@@ -725,6 +728,8 @@ def received_order(session_factory: sessionmaker[Session], selection: Any, batch
         cut = len(rows)
         while cut and rows[cut - 1].received_at == last:
             cut -= 1
+        if cut == 0 and len(rows) >= HELD_AT_MOST:
+            cut = len(rows)
         ready, held = rows[:cut], rows[cut:]
         if ready:
             yield sorted(ready, key=_received_place)

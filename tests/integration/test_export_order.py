@@ -98,3 +98,17 @@ def test_the_order_does_not_depend_on_the_reads_batch_size(engine, session_facto
     ids = [json.loads(line)["body"]["id"] for line in export_lines(session_factory)]
     # the applied ones of the first millisecond oldest first, then its stale ones, then the next
     assert ids == ["e5000", "e9000", "e1000", "e3000", "e7000", "a-later"]
+
+
+def test_a_millisecond_shared_by_more_rows_than_are_held_is_written_whole_in_bounded_chunks(
+    engine, session_factory, monkeypatch
+) -> None:
+    """A file imported with one ``received_at`` on every line: its rows are ordered a chunk at a
+    time instead of all at once in memory, and none is lost or written twice."""
+    world = [env_event("Update", 1000 * (n + 1), name=f"env-{n % 3}", event_id=f"e{n:02}") for n in range(20)]
+    ingest_batch(session_factory, [Delivery(event["headers"], raw(event), START) for event in world])
+    monkeypatch.setattr(archive, "EXPORT_BATCH", 3)
+    monkeypatch.setattr(archive, "HELD_AT_MOST", 6)
+    chunks = list(archive.received_order(session_factory, select(*archive.EXPORTED_COLUMNS), 3))
+    assert max(len(chunk) for chunk in chunks) <= 6 + 3
+    assert sorted(row.id for chunk in chunks for row in chunk) == sorted(e["body"]["id"] for e in world)
