@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import statistics
 import subprocess
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from _common import ADMIN, TOKEN, database, free_port, serving, stop
+from _common import ADMIN, ADMIN_URL, TOKEN, database, free_port, serving, stop
 
 BENCH = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -773,9 +774,34 @@ def main() -> None:
         rebuild_under_load_target(args.events, args.duration)
     if "archive" in only:
         archive_under_load_target(args.events // 2, args.duration)
-    print("\n| target | measured | baseline | ratio | met |\n|---|---|---|---|---|")
+    print(f"\n{machine()}\n\n| target | measured | baseline | ratio | met |\n|---|---|---|---|---|")
     for row in ROWS:
         print(f"| {row.target} | {row.measured} | {row.baseline} | {row.ratio} | {row.met} |")
+
+
+def machine() -> str:
+    """What the figures were measured on: the same code's rates differ twofold between this
+    project's machine kinds, so a table says which one it comes from."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory = psutil.virtual_memory().total / 2**30
+    return f"Measured on: {model}, {os.cpu_count()} cores, {memory:.0f} GiB; PostgreSQL {postgres_version()}"
+
+
+def postgres_version() -> str:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    dsn = make_url(ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            return str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]
+    except psycopg.Error:
+        return "(not reached)"
 
 
 if __name__ == "__main__":
