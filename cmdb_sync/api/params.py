@@ -78,10 +78,11 @@ async def reject_unknown_query_parameters(request: Request) -> None:  # type: ig
 
 async def reject_nul(request: Request) -> None:  # type: ignore[type-arg]
     """NUL, which no stored name contains (and PostgreSQL cannot compare), is refused up front."""
-    values = [*request.path_params.values(), *(v for _, v in request.query_params.multi_items())]
-    if any("\x00" in str(value) for value in values):
-        msg = "parameters may not contain U+0000 (stored names hold U+FFFD in its place)"
-        raise BadRequest(msg)
+    named = [*request.path_params.items(), *request.query_params.multi_items()]
+    holding = sorted({name for name, value in named if "\x00" in str(value)})
+    if holding:
+        msg = f"{', '.join(holding)}: may not contain U+0000 (stored names hold U+FFFD in its place)"
+        raise BadRequest(msg, **({"field": holding[0]} if len(holding) == 1 else {"fields": holding}))
 
 
 def answered(result: T) -> T | Response[bytes]:

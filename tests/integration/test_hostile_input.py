@@ -199,3 +199,14 @@ def test_any_json_in_any_field_is_never_a_500_or_503(hostile_client, engine, ses
         assert journaled, response.text
         with session_factory() as session:
             assert str(event_id).strip() and session.get(Event, str(event_id)) is not None
+
+
+def test_nul_in_a_parameter_is_a_400_naming_it(hostile_client) -> None:
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    in_path = hostile_client.get("/api/v1/apps/a%00", headers=headers)
+    assert in_path.status_code == 400 and in_path.json()["field"] == "app"
+    assert in_path.json()["detail"].startswith("app: may not contain U+0000")
+    in_query = hostile_client.get("/api/v1/envs?label=envType%3Da%00", headers=headers)
+    assert in_query.status_code == 400 and in_query.json()["field"] == "label"
+    both = hostile_client.get("/api/v1/apps/a%00/envs?as_of=%00", headers=headers)
+    assert both.status_code == 400 and both.json()["fields"] == ["app", "as_of"]
