@@ -27,6 +27,7 @@ from litestar.static_files import create_static_files_router
 
 from cmdb_sync import __version__
 from cmdb_sync.api.auth import ACCESS, PUBLIC
+from cmdb_sync.events import MAX_NAME_CHARS
 
 SWAGGER_ASSETS = "/schema/assets"
 REDOC_ASSETS = "/schema/redoc-assets"
@@ -106,26 +107,37 @@ def docs_assets() -> list[Router]:
 # --- the webhook's request -----------------------------------------------------------------------
 
 _TEXT = Schema(type=OpenAPIType.STRING)
+# a name the receiver keeps: not blank, within MAX_NAME_CHARS (longer ones are a 400 naming the field)
+_NAME = Schema(type=OpenAPIType.STRING, pattern=r"\S", max_length=MAX_NAME_CHARS)
 _ENVELOPE = Schema(
     type=OpenAPIType.OBJECT,
     required=["id", "objectKind"],
     properties={
-        "id": Schema(type=OpenAPIType.STRING, description="the delivery's id: a second delivery of it is a duplicate"),
-        "user": Schema(type=OpenAPIType.OBJECT, properties={"id": _TEXT}, description="who did it"),
-        "orgId": Schema(type=OpenAPIType.STRING, description="the organization"),
+        "id": Schema(
+            one_of=[_NAME, Schema(type=OpenAPIType.INTEGER)],
+            description="the delivery's id (a number is read as its digits): a second delivery of it is a duplicate",
+        ),
+        "user": Schema(
+            type=OpenAPIType.OBJECT,
+            properties={"id": Schema(type=OpenAPIType.STRING, max_length=MAX_NAME_CHARS)},
+            description="who did it",
+        ),
+        "orgId": Schema(type=OpenAPIType.STRING, max_length=MAX_NAME_CHARS, description="the organization"),
         "time": Schema(
             one_of=[Schema(type=OpenAPIType.INTEGER), _TEXT],
             description="event time: epoch milliseconds, as a number or a string, or ISO-8601 with an offset",
         ),
         "objectKind": Schema(
             type=OpenAPIType.STRING,
+            pattern=r"\S",
+            max_length=MAX_NAME_CHARS,
             description="App, Env, VariableGroup, AppOrchestration, ChangeOrder, ChangeRequest or ReleaseStageExecution",
         ),
         "objectAttributes": Schema(type=OpenAPIType.OBJECT, description="a full snapshot of the object"),
     },
 )
 _HEADERS = [
-    ("X-AppStack-Event", True, "the object kind; must equal objectKind"),
+    ("X-AppStack-Event", False, "the object kind; when sent, it must equal objectKind"),
     ("X-AppStack-Action", False, "Create, Update, Delete or StatusUpdate; without it the delivery is unsupported"),
     ("X-AppStack-App", False, "the app; for a VariableGroup, empty means an org-level group"),
 ]
@@ -154,7 +166,13 @@ class WebhookOperation(Operation):
             content={"application/json": OpenAPIMediaType(schema=_ENVELOPE, examples=_examples())},
         )
         self.parameters = [
-            Parameter(name=name, param_in="header", required=required, schema=_TEXT, description=description)
+            Parameter(
+                name=name,
+                param_in="header",
+                required=required,
+                schema=Schema(type=OpenAPIType.STRING, max_length=MAX_NAME_CHARS),
+                description=description,
+            )
             for name, required, description in _HEADERS
         ]
 

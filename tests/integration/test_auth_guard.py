@@ -103,6 +103,13 @@ def test_the_openapi_document_says_how_to_authenticate_and_names_every_operation
     webhook = document["paths"]["/webhooks/appstack"]["post"]
     assert webhook["security"] == [{"webhookToken": []}]
     assert {p["name"] for p in webhook["parameters"]} >= {"X-AppStack-Event", "X-AppStack-Action", "X-AppStack-App"}
+    # what the receiver accepts: the kind's header may be left out (objectKind says it); names
+    # over 256 characters and a blank id or kind are refused
+    assert not any(p["required"] for p in webhook["parameters"])
+    assert all(p["schema"]["maxLength"] == 256 for p in webhook["parameters"])
+    envelope = webhook["requestBody"]["content"]["application/json"]["schema"]
+    assert envelope["properties"]["objectKind"] == {**envelope["properties"]["objectKind"], "maxLength": 256}
+    assert envelope["properties"]["objectKind"]["pattern"] == r"\S"
     examples = webhook["requestBody"]["content"]["application/json"]["examples"]
     assert examples["04_Env_Update"]["value"]["objectKind"] == "Env"
 
