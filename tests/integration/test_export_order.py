@@ -21,6 +21,7 @@ from cmdb_sync import archive
 from cmdb_sync.archive import documents, export_lines, import_documents
 from cmdb_sync.ingest import Delivery, ingest_batch
 from cmdb_sync.models import Event
+from cmdb_sync.progress import reporting
 from tests.conftest import _empty_all_tables
 from tests.helpers import app_event, dump_state, env_event, raw
 
@@ -46,23 +47,6 @@ def worlds(draw: st.DrawFn) -> list[list[dict]]:
     return [events[a:b] for a, b in zip([0, *cuts], [*cuts, len(events)], strict=True) if events[a:b]]
 
 
-class Counted:
-    """A reporter that keeps the counts and notes (the import's, on a terminal, draws them)."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-        self.notes: list[str] = []
-
-    def advance(self, status: str, amount: int = 1) -> None:
-        self.counts[status] = self.counts.get(status, 0) + amount
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
-
-    def set_total(self, total: int | None) -> None:
-        pass
-
-
 def statuses(engine) -> dict[str, str]:
     with engine.connect() as conn:
         return dict(conn.execute(select(Event.id, Event.status)).all())
@@ -80,9 +64,9 @@ def test_an_import_of_an_export_answers_as_the_journal_did(engine, session_facto
     lines = "\n".join(export_lines(session_factory)) + "\n"
 
     _empty_all_tables(engine)
-    reporter = Counted()
-    import_documents(session_factory, documents("export", io.StringIO(lines)), reporter)
-    assert reporter.notes == [] and sum(reporter.counts.values()) == len(before)
+    with reporting("import", stream=io.StringIO()) as reporter:
+        import_documents(session_factory, documents("export", io.StringIO(lines)), reporter)
+    assert reporter.tally.notes == [] and sum(reporter.tally.counts.values()) == len(before)
     assert statuses(engine) == before
     assert dump_state(engine) == state
 
