@@ -5,7 +5,7 @@ so the page works without the internet."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -107,8 +107,10 @@ def docs_assets() -> list[Router]:
 # --- the webhook's request -----------------------------------------------------------------------
 
 _TEXT = Schema(type=OpenAPIType.STRING)
-# a name the receiver keeps: not blank, within MAX_NAME_CHARS (longer ones are a 400 naming the field)
-_NAME = Schema(type=OpenAPIType.STRING, pattern=r"\S", max_length=MAX_NAME_CHARS)
+# what the receiver keeps of a name: within MAX_NAME_CHARS (a longer one is a 400 naming the field),
+# and for an id or a kind, not blank
+_BOUNDED = Schema(type=OpenAPIType.STRING, max_length=MAX_NAME_CHARS)
+_NAME = replace(_BOUNDED, pattern=r"\S")
 _ENVELOPE = Schema(
     type=OpenAPIType.OBJECT,
     required=["id", "objectKind"],
@@ -117,20 +119,14 @@ _ENVELOPE = Schema(
             one_of=[_NAME, Schema(type=OpenAPIType.INTEGER)],
             description="the delivery's id (a number is read as its digits): a second delivery of it is a duplicate",
         ),
-        "user": Schema(
-            type=OpenAPIType.OBJECT,
-            properties={"id": Schema(type=OpenAPIType.STRING, max_length=MAX_NAME_CHARS)},
-            description="who did it",
-        ),
-        "orgId": Schema(type=OpenAPIType.STRING, max_length=MAX_NAME_CHARS, description="the organization"),
+        "user": Schema(type=OpenAPIType.OBJECT, properties={"id": _BOUNDED}, description="who did it"),
+        "orgId": replace(_BOUNDED, description="the organization"),
         "time": Schema(
             one_of=[Schema(type=OpenAPIType.INTEGER), _TEXT],
             description="event time: epoch milliseconds, as a number or a string, or ISO-8601 with an offset",
         ),
-        "objectKind": Schema(
-            type=OpenAPIType.STRING,
-            pattern=r"\S",
-            max_length=MAX_NAME_CHARS,
+        "objectKind": replace(
+            _NAME,
             description="App, Env, VariableGroup, AppOrchestration, ChangeOrder, ChangeRequest or ReleaseStageExecution",
         ),
         "objectAttributes": Schema(type=OpenAPIType.OBJECT, description="a full snapshot of the object"),
@@ -166,13 +162,7 @@ class WebhookOperation(Operation):
             content={"application/json": OpenAPIMediaType(schema=_ENVELOPE, examples=_examples())},
         )
         self.parameters = [
-            Parameter(
-                name=name,
-                param_in="header",
-                required=required,
-                schema=Schema(type=OpenAPIType.STRING, max_length=MAX_NAME_CHARS),
-                description=description,
-            )
+            Parameter(name=name, param_in="header", required=required, schema=_BOUNDED, description=description)
             for name, required, description in _HEADERS
         ]
 
