@@ -7,7 +7,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 import httpx
@@ -86,14 +86,10 @@ class FakeAppStack:
         self.hits[path] += 1
         if request.headers.get("x-yunxiao-token") != TOKEN:
             return self._error(401, "InvalidTokenError")
-        for failure in self.failures:
-            if failure.times != 0 and re.search(failure.pattern, path):
-                failure.times -= 1 if failure.times > 0 else 0
-                return self._error(failure.status, "TooManyRequests" if failure.status == 429 else "SystemError")
-        for garbled in self.garbled:
-            if garbled.times != 0 and re.search(garbled.pattern, path):
-                garbled.times -= 1 if garbled.times > 0 else 0
-                return self._json(200, garbled.payload)
+        if (failure := _take(self.failures, path)) is not None:
+            return self._error(failure.status, "TooManyRequests" if failure.status == 429 else "SystemError")
+        if (garbled := _take(self.garbled, path)) is not None:
+            return self._json(200, garbled.payload)
         if not path.startswith(self.prefix):
             return self._error(404, "NotFound")
         rest = path[len(self.prefix) :]
@@ -195,3 +191,15 @@ def sample(org: str = "org-1") -> FakeAppStack:
         ]
     }
     return fake
+
+
+Rule = TypeVar("Rule", Failure, Garbled)
+
+
+def _take(rules: list[Rule], path: str) -> Rule | None:
+    """The first rule whose pattern matches ``path`` and that has times left, one time used."""
+    for rule in rules:
+        if rule.times != 0 and re.search(rule.pattern, path):
+            rule.times -= 1 if rule.times > 0 else 0
+            return rule
+    return None
